@@ -1,0 +1,147 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The bridge from validated NumPy arrays to the C kernels in src_c/.
+
+`fastrnn.functional` checks every argument and allocates every array; this
+module only takes their addresses, fills an `fr_seq` and calls the kernels
+without the GIL. Nothing here validates, and nothing here is public.
+"""
+from libc.stdint cimport int64_t
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "fastrnn.h" nogil:
+    enum: FR_F32, FR_F64
+    enum: FR_OK, FR_ENOMEM
+    ctypedef struct fr_seq:
+        int cell, lbr, reverse, training
+        int T, B, I, H, P
+        int n_threads
+        const int64_t *lengths
+        const void *x
+        const void *h0
+        const void *c0
+        const void *w_ih
+        const void *w_hh
+        const void *b_ih
+        const void *b_hh
+        const void *w_peep
+        const void *w_hr
+        void *y
+        void *h_n
+        void *c_n
+        void *states
+        void *cells
+        void *gates
+        void *proj_in
+        const void *dy
+        const void *dh_n
+        const void *dc_n
+        void *dx
+        void *dh0
+        void *dc0
+        void *dw_ih
+        void *dw_hh
+        void *db_ih
+        void *db_hh
+        void *dw_peep
+        void *dw_hr
+    int fr_forward(int dtype, const fr_seq *a)
+    int fr_backward(int dtype, const fr_seq *a)
+    int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa,
+                const void *b, long rsb, long csb, int M, int N, int K, int beta, int n_threads)
+    int fr_isa()
+    const char *fr_isa_name(int isa)
+    int fr_openmp_enabled()
+    int fr_block(int dtype)
+
+# Cell codes of src_c/fastrnn.h, by the names _validate uses.
+CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3}
+
+
+cdef inline const void *_addr(object arr):
+    """Address of an array's first element (NULL for None or empty arrays)."""
+    if arr is None or cnp.PyArray_SIZE(<cnp.ndarray>arr) == 0:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+cdef int _dtype_code(object arr):
+    return FR_F64 if arr.dtype.itemsize == 8 else FR_F32
+
+
+cdef _check(int status):
+    if status == FR_ENOMEM:
+        raise MemoryError("fastrnn: not enough memory for the kernel's work buffers")
+
+
+cdef void _fill(fr_seq *s, dict d) except *:
+    s.cell = CELLS[d["cell"]]
+    s.lbr = d["lbr"]
+    s.reverse = d["reverse"]
+    s.training = d["training"]
+    s.T = d["T"]; s.B = d["B"]; s.I = d["I"]; s.H = d["H"]; s.P = d["P"]
+    s.n_threads = d["n_threads"]
+    s.lengths = <const int64_t *>_addr(d.get("lengths"))
+    s.x = _addr(d.get("x")); s.h0 = _addr(d.get("h0")); s.c0 = _addr(d.get("c0"))
+    s.w_ih = _addr(d.get("w_ih")); s.w_hh = _addr(d.get("w_hh"))
+    s.b_ih = _addr(d.get("b_ih")); s.b_hh = _addr(d.get("b_hh"))
+    s.w_peep = _addr(d.get("w_peep")); s.w_hr = _addr(d.get("w_hr"))
+    s.y = <void *>_addr(d.get("y")); s.h_n = <void *>_addr(d.get("h_n")); s.c_n = <void *>_addr(d.get("c_n"))
+    s.states = <void *>_addr(d.get("states")); s.cells = <void *>_addr(d.get("cells"))
+    s.gates = <void *>_addr(d.get("gates")); s.proj_in = <void *>_addr(d.get("proj_in"))
+    s.dy = _addr(d.get("dy")); s.dh_n = _addr(d.get("dh_n")); s.dc_n = _addr(d.get("dc_n"))
+    s.dx = <void *>_addr(d.get("dx")); s.dh0 = <void *>_addr(d.get("dh0")); s.dc0 = <void *>_addr(d.get("dc0"))
+    s.dw_ih = <void *>_addr(d.get("dw_ih")); s.dw_hh = <void *>_addr(d.get("dw_hh"))
+    s.db_ih = <void *>_addr(d.get("db_ih")); s.db_hh = <void *>_addr(d.get("db_hh"))
+    s.dw_peep = <void *>_addr(d.get("dw_peep")); s.dw_hr = <void *>_addr(d.get("dw_hr"))
+
+
+def forward(dict arrays):
+    """Run one forward pass; `arrays` holds the sizes, flags and arrays of fr_seq by name."""
+    cdef fr_seq s
+    _fill(&s, arrays)
+    cdef int dtype = _dtype_code(arrays["x"]), status
+    with nogil:
+        status = fr_forward(dtype, &s)
+    _check(status)
+
+
+def backward(dict arrays):
+    """Run one backward pass; like forward, plus the gradients in and out."""
+    cdef fr_seq s
+    _fill(&s, arrays)
+    cdef int dtype = _dtype_code(arrays["x"]), status
+    with nogil:
+        status = fr_backward(dtype, &s)
+    _check(status)
+
+
+def gemm(c, a, b, bint accumulate, int n_threads):
+    """c (+)= a @ b for 2-d arrays of one dtype; c C-contiguous, a and b any strides."""
+    cdef int M = a.shape[0], K = a.shape[1], N = b.shape[1]
+    cdef int item = a.dtype.itemsize, dtype = _dtype_code(a), status
+    cdef void *pc = <void *>_addr(c)
+    cdef const void *pa = _addr(a)
+    cdef const void *pb = _addr(b)
+    cdef long ldc = c.strides[0] // item
+    cdef long rsa = a.strides[0] // item, csa = a.strides[1] // item
+    cdef long rsb = b.strides[0] // item, csb = b.strides[1] // item
+    with nogil:
+        status = fr_gemm(dtype, pc, ldc, pa, rsa, csa, pb, rsb, csb, M, N, K, accumulate, n_threads)
+    _check(status)
+
+
+def isa():
+    """The SIMD instruction set the kernels dispatch to: 'avx512', 'avx2' or 'generic'."""
+    return fr_isa_name(fr_isa()).decode()
+
+
+def openmp_enabled():
+    return bool(fr_openmp_enabled())
+
+
+def block_size(dtype):
+    """Hidden units per packed block (SIMD lanes) for a dtype."""
+    return fr_block(FR_F64 if dtype.itemsize == 8 else FR_F32)

@@ -1,0 +1,236 @@
+"""Argument checking shared by `fastrnn.functional` and `fastrnn.reference`.
+
+Everything a kernel trusts is established here, before any arithmetic runs:
+dtypes agree, shapes agree, lengths are in range. Each error names the
+argument, what was expected and what was given. The result is a `SeqArgs`
+holding C-contiguous, time-major arrays of one dtype; the caller's arrays are
+never written to (a view of them may be kept, but it is only read).
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+# Gate count per cell. Gate order follows PyTorch: GRU r, z, n; LSTM i, f, g, o.
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass
+class SeqArgs:
+    """Validated arguments of one forward call (one layer, one direction).
+
+    Sizes: T steps, B batch, I input features, H hidden units, P size of the
+    h state (P == H except LSTM with projection), G gates.
+    """
+    cell: str
+    dtype: np.dtype
+    T: int
+    B: int
+    I: int
+    H: int
+    P: int
+    G: int
+    x: np.ndarray                  # (T, B, I), time-major
+    h0: np.ndarray                 # (B, P); zeros when the caller gave None
+    c0: Optional[np.ndarray]       # (B, H) for LSTM (zeros when None), else None
+    w_ih: np.ndarray               # (G*H, I)
+    w_hh: np.ndarray               # (G*H, P)
+    b_ih: Optional[np.ndarray]     # (G*H,)
+    b_hh: Optional[np.ndarray]     # (G*H,)
+    w_peep: Optional[np.ndarray]   # (3, H): peepholes for i, f, o (LSTM only)
+    w_hr: Optional[np.ndarray]     # (P, H): projection (LSTM only)
+    lengths: Optional[np.ndarray]  # (B,) int64, each in 0..T
+    reverse: bool
+    batch_first: bool
+    training: bool
+    linear_before_reset: bool      # GRU only
+    num_threads: Optional[int]
+
+
+def _shape_str(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_float_array(name, value, dtype=None):
+    """`value` as an ndarray of float32/float64 (of `dtype` when given)."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:  # e.g. ragged nested lists
+            raise TypeError(f"{name}: expected an array of float32 or float64, "
+                            f"got {type(value).__name__} ({exc})") from None
+    if arr.dtype not in FLOAT_DTYPES:
+        want = "float32 or float64" if dtype is None else str(dtype)
+        raise TypeError(f"{name}: expected dtype {want}, got {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype} (the dtype of x), got {arr.dtype}")
+    return arr
+
+
+def check_shape(name, arr, expected, meaning):
+    """Raise ValueError unless `arr.shape == expected`; `meaning` names the dims."""
+    if arr.shape != tuple(expected):
+        raise ValueError(f"{name}: expected shape {_shape_str(expected)} {meaning}, "
+                         f"got {_shape_str(arr.shape)}")
+
+
+def _contiguous(arr):
+    return np.ascontiguousarray(arr)
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_num_threads(num_threads):
+    """None or a positive int; returns it as a Python int or None."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, (int, np.integer)):
+        raise TypeError(f"num_threads: expected a positive int or None, got {num_threads!r}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads: expected a positive int or None, got {num_threads}")
+    return int(num_threads)
+
+
+def _lengths(lengths, T, B):
+    if lengths is None:
+        return None
+    arr = lengths if isinstance(lengths, np.ndarray) else np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected an integer array of shape ({B},), got dtype {arr.dtype}")
+    check_shape("lengths", arr, (B,), "(B,)")
+    if B and (arr.min() < 0 or arr.max() > T):
+        bad = int(arr[(arr < 0) | (arr > T)][0])
+        raise ValueError(f"lengths: expected every value in 0..{T} (0..T), got {bad}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
+            reverse=False, lengths=None, batch_first=False, training=True,
+            linear_before_reset=True, num_threads=None):
+    """Check one forward call's arguments and return them as a `SeqArgs`.
+
+    `cell` is one of GATES; `c0` is only meaningful for "lstm" (pass None
+    otherwise); `w_peep`/`w_hr` likewise.
+    """
+    if cell not in GATES:
+        raise ValueError(f"cell: expected one of {sorted(GATES)}, got {cell!r}")
+    G = GATES[cell]
+    reverse = _flag("reverse", reverse)
+    batch_first = _flag("batch_first", batch_first)
+    training = _flag("training", training)
+    linear_before_reset = _flag("linear_before_reset", linear_before_reset)
+    num_threads = check_num_threads(num_threads)
+
+    x = as_float_array("x", x)
+    dtype = x.dtype
+    if x.ndim != 3:
+        layout = "(B, T, I) with batch_first=True" if batch_first else "(T, B, I)"
+        raise ValueError(f"x: expected a 3-d array {layout}, got shape {_shape_str(x.shape)}")
+    if batch_first:
+        B, T, I = x.shape
+        x = x.transpose(1, 0, 2)
+    else:
+        T, B, I = x.shape
+
+    w_ih = as_float_array("w_ih", w_ih, dtype)
+    if w_ih.ndim != 2 or w_ih.shape[1] != I or w_ih.shape[0] % G or w_ih.shape[0] == 0:
+        raise ValueError(f"w_ih: expected shape (G*H, {I}) (G*H, I) with G={G} and H >= 1, "
+                         f"got {_shape_str(w_ih.shape)}")
+    H = w_ih.shape[0] // G
+
+    if w_hr is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_hr: expected None (projection is LSTM-only), got an array for {cell}")
+        w_hr = as_float_array("w_hr", w_hr, dtype)
+        if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] < 1:
+            raise ValueError(f"w_hr: expected shape (P, {H}) (P, H) with P >= 1, "
+                             f"got {_shape_str(w_hr.shape)}")
+        P = w_hr.shape[0]
+    else:
+        P = H
+
+    w_hh = as_float_array("w_hh", w_hh, dtype)
+    check_shape("w_hh", w_hh, (G * H, P), "(G*H, P)" if P != H else "(G*H, H)")
+    if b_ih is not None:
+        b_ih = as_float_array("b_ih", b_ih, dtype)
+        check_shape("b_ih", b_ih, (G * H,), "(G*H,)")
+    if b_hh is not None:
+        b_hh = as_float_array("b_hh", b_hh, dtype)
+        check_shape("b_hh", b_hh, (G * H,), "(G*H,)")
+    if w_peep is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_peep: expected None (peepholes are LSTM-only), got an array for {cell}")
+        w_peep = as_float_array("w_peep", w_peep, dtype)
+        check_shape("w_peep", w_peep, (3, H), "(3, H)")
+
+    if h0 is None:
+        h0 = np.zeros((B, P), dtype)
+    else:
+        h0 = as_float_array("h0", h0, dtype)
+        check_shape("h0", h0, (B, P), "(B, P)" if P != H else "(B, H)")
+    if cell == "lstm":
+        if c0 is None:
+            c0 = np.zeros((B, H), dtype)
+        else:
+            c0 = as_float_array("c0", c0, dtype)
+            check_shape("c0", c0, (B, H), "(B, H)")
+    else:
+        c0 = None
+
+    lengths = _lengths(lengths, T, B)
+    c = _contiguous
+    return SeqArgs(
+        cell=cell, dtype=dtype, T=T, B=B, I=I, H=H, P=P, G=G,
+        x=c(x), h0=c(h0), c0=None if c0 is None else c(c0),
+        w_ih=c(w_ih), w_hh=c(w_hh),
+        b_ih=None if b_ih is None else c(b_ih), b_hh=None if b_hh is None else c(b_hh),
+        w_peep=None if w_peep is None else c(w_peep), w_hr=None if w_hr is None else c(w_hr),
+        lengths=lengths, reverse=reverse, batch_first=batch_first, training=training,
+        linear_before_reset=linear_before_reset, num_threads=num_threads)
+
+
+def lstm_states(hc, name="(h0, c0)"):
+    """Split LSTM's state argument: None, or a 2-tuple whose items may be None."""
+    if hc is None:
+        return None, None
+    if not isinstance(hc, (tuple, list)) or len(hc) != 2:
+        raise TypeError(f"{name}: expected a tuple of 2 arrays (or None), got {type(hc).__name__}")
+    return hc[0], hc[1]
+
+
+def backward_input(name, value, shape, meaning, dtype):
+    """A gradient flowing into backward: None becomes zeros, else checked and contiguous."""
+    if value is None:
+        return np.zeros(shape, dtype)
+    arr = as_float_array(name, value, dtype)
+    check_shape(name, arr, shape, meaning)
+    return np.ascontiguousarray(arr)
+
+
+def prepare_dy(dy, a: SeqArgs):
+    """`dy` like `y` (batch-first when the forward was), as time-major (T, B, P)."""
+    if a.batch_first:
+        arr = backward_input("dy", dy, (a.B, a.T, a.P), "(B, T, P) like y", a.dtype)
+        return np.ascontiguousarray(arr.transpose(1, 0, 2))
+    return backward_input("dy", dy, (a.T, a.B, a.P), "(T, B, P) like y", a.dtype)
+
+
+def check_cache(cache, cell, used=False):
+    """A cache must come from a training forward of the same cell, and serves one backward."""
+    from_cell = getattr(cache, "cell", None)
+    if from_cell is None:
+        raise TypeError("cache: expected the cache returned by a forward call with training=True, "
+                        f"got {type(cache).__name__}")
+    family = "rnn" if from_cell.startswith("rnn") else from_cell
+    want = "rnn" if cell.startswith("rnn") else cell
+    if family != want:
+        raise ValueError(f"cache: expected a cache from {want}_forward, got one from {family}_forward")
+    if getattr(cache, "used", False):
+        raise ValueError("cache: expected a fresh cache; this one was already consumed by a backward call")

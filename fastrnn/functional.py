@@ -1,0 +1,181 @@
+"""The engine's public API: one layer, one direction, forward and backward.
+
+Each call checks its arguments (`_validate`), allocates every output and
+saved array, and hands them to the compiled kernels (`_engine`). Weights use
+PyTorch's layout and gate order; see the README's table.
+
+    y, h_n, cache        = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh")
+    y, h_n, cache        = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, linear_before_reset=True)
+    y, (h_n, c_n), cache = lstm_forward(x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_peep=None, w_hr=None)
+    grads = rnn_backward(dy, dh_n, cache)      # likewise gru_backward, lstm_backward(dy, (dh_n, dc_n), cache)
+"""
+import numpy as np
+
+from . import _engine, _threads
+from . import _validate as V
+
+__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward", "lstm_forward", "lstm_backward"]
+
+
+class Cache:
+    """What a training forward saves for its backward. It serves one backward call."""
+
+    __slots__ = ("cell", "args", "saved", "used")
+
+    def __init__(self, cell, args, saved):
+        self.cell = cell        # the _validate cell name
+        self.args = args        # the forward's SeqArgs
+        self.saved = saved      # arrays the kernels wrote for backward
+        self.used = False
+
+    def __repr__(self):
+        a = self.args
+        return f"<fastrnn Cache {self.cell} T={a.T} B={a.B} I={a.I} H={a.H} P={a.P} used={self.used}>"
+
+
+def _engine_args(a):
+    """The sizes, flags and input arrays of a SeqArgs, by the names of src_c's fr_seq."""
+    zeros_bias = None
+    if a.b_ih is None or a.b_hh is None:
+        zeros_bias = np.zeros(a.G * a.H, a.dtype)
+    return {
+        "cell": a.cell, "lbr": int(a.linear_before_reset), "reverse": int(a.reverse),
+        "training": int(a.training), "T": a.T, "B": a.B, "I": a.I, "H": a.H, "P": a.P,
+        "n_threads": _threads.resolve(a.num_threads), "lengths": a.lengths,
+        "x": a.x, "h0": a.h0, "c0": a.c0, "w_ih": a.w_ih, "w_hh": a.w_hh,
+        "b_ih": zeros_bias if a.b_ih is None else a.b_ih,
+        "b_hh": zeros_bias if a.b_hh is None else a.b_hh,
+        "w_peep": a.w_peep, "w_hr": a.w_hr,
+    }
+
+
+def _forward(a):
+    """Run the kernels for validated args; returns y (in the caller's layout), h_n, c_n, cache."""
+    T, B, H, P, dt = a.T, a.B, a.H, a.P, a.dtype
+    lstm = a.cell == "lstm"
+    steps = T + 1 if a.training else 2          # saved states, or a ping-pong pair
+    slots = T if a.training else 1
+    d = _engine_args(a)
+    d["y"] = y = np.empty((T, B, P), dt)
+    d["h_n"] = h_n = np.empty((B, P), dt)
+    d["c_n"] = c_n = np.empty((B, H), dt) if lstm else None
+    d["states"] = np.empty((steps, B, P), dt)
+    d["cells"] = np.empty((steps, B, H), dt) if lstm else None
+    d["gates"] = np.empty((slots, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
+    d["proj_in"] = np.empty((slots, B, H), dt) if a.w_hr is not None else None
+    _engine.forward(d)
+    cache = None
+    if a.training:
+        saved = {k: d[k] for k in ("states", "cells", "gates", "proj_in")}
+        cache = Cache(a.cell, a, saved)
+    if a.batch_first:
+        y = y.transpose(1, 0, 2)
+    return y, h_n, c_n, cache
+
+
+def _backward(cell, dy, dh_n, dc_n, cache):
+    V.check_cache(cache, cell)
+    a = cache.args
+    dy = V.prepare_dy(dy, a)
+    dh_n = V.backward_input("dh_n", dh_n, (a.B, a.P), "(B, P) like h_n", a.dtype)
+    if cell == "lstm":
+        dc_n = V.backward_input("dc_n", dc_n, (a.B, a.H), "(B, H) like c_n", a.dtype)
+    cache.used = True
+    dt, G, H = a.dtype, a.G, a.H
+    d = _engine_args(a)
+    d.update(cache.saved)
+    d.update(dy=dy, dh_n=dh_n, dc_n=dc_n if cell == "lstm" else None)
+    grads = {
+        "x": np.empty((a.T, a.B, a.I), dt),
+        "h0": np.empty((a.B, a.P), dt),
+        "w_ih": np.empty((G * H, a.I), dt),
+        "w_hh": np.empty((G * H, a.P), dt),
+        "b_ih": np.empty(G * H, dt),
+        "b_hh": np.empty(G * H, dt),
+    }
+    if cell == "lstm":
+        grads["c0"] = np.empty((a.B, H), dt)
+    if a.w_peep is not None:
+        grads["w_peep"] = np.empty((3, H), dt)
+    if a.w_hr is not None:
+        grads["w_hr"] = np.empty((a.P, H), dt)
+    d.update(dx=grads["x"], dh0=grads["h0"], dc0=grads.get("c0"), dw_ih=grads["w_ih"],
+             dw_hh=grads["w_hh"], db_ih=grads["b_ih"], db_hh=grads["b_hh"],
+             dw_peep=grads.get("w_peep"), dw_hr=grads.get("w_hr"))
+    _engine.backward(d)
+    cache.saved = None          # release the saved arrays; the cache is spent
+    if a.batch_first:
+        grads["x"] = grads["x"].transpose(1, 0, 2)
+    if a.b_ih is None:
+        del grads["b_ih"]
+    if a.b_hh is None:
+        del grads["b_hh"]
+    return grads
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
+                lengths=None, batch_first=False, training=True, num_threads=None):
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
+
+    x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None, w_ih (H, I),
+    w_hh (H, H), b_ih, b_hh (H,) or None. Returns y (T, B, H), h_n (B, H) and a
+    cache for rnn_backward (None when training=False).
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    a = V.prepare("rnn_" + nonlinearity, x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
+    y, h_n, _, cache = _forward(a)
+    return y, h_n, cache
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True, reverse=False,
+                lengths=None, batch_first=False, training=True, num_threads=None):
+    """GRU with gates r, z, n (PyTorch order): w_ih (3H, I), w_hh (3H, H), biases (3H,).
+
+    linear_before_reset=True is PyTorch's form n = tanh(W_in x + b_in + r*(W_hn h + b_hn));
+    False is the original n = tanh(W_in x + b_in + W_hn (r*h) + b_hn). h' = (1-z)*n + z*h.
+    """
+    a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths,
+                  batch_first=batch_first, training=training, linear_before_reset=linear_before_reset,
+                  num_threads=num_threads)
+    y, h_n, _, cache = _forward(a)
+    return y, h_n, cache
+
+
+def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None, reverse=False,
+                 lengths=None, batch_first=False, training=True, num_threads=None):
+    """LSTM with gates i, f, g, o (PyTorch order): w_ih (4H, I), w_hh (4H, P), biases (4H,).
+
+    hc0 is (h0, c0), either may be None (zeros), or None. w_peep (3, H) adds
+    peepholes (i, f see c_{t-1}; o sees c_t); w_hr (P, H) projects h_t = w_hr @ (o*tanh(c_t)).
+    Returns y (T, B, P), (h_n (B, P), c_n (B, H)) and a cache for lstm_backward.
+    """
+    h0, c0 = V.lstm_states(hc0)
+    a = V.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr, reverse=reverse,
+                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
+    y, h_n, c_n, cache = _forward(a)
+    return y, (h_n, c_n), cache
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Gradients of rnn_forward: dy like y (or None), dh_n (B, H) (or None).
+
+    Returns a dict of new arrays keyed like the forward's inputs: x, h0, w_ih,
+    w_hh, and b_ih, b_hh when the forward had them.
+    """
+    return _backward("rnn", dy, dh_n, None, cache)
+
+
+def gru_backward(dy, dh_n, cache):
+    """Gradients of gru_forward; see rnn_backward."""
+    return _backward("gru", dy, dh_n, None, cache)
+
+
+def lstm_backward(dy, dhc_n, cache):
+    """Gradients of lstm_forward: dhc_n is (dh_n, dc_n), either may be None, or None.
+
+    Adds c0, and w_peep / w_hr when the forward used them, to rnn_backward's keys.
+    """
+    dh_n, dc_n = V.lstm_states(dhc_n, "(dh_n, dc_n)")
+    return _backward("lstm", dy, dh_n, dc_n, cache)

@@ -1,0 +1,88 @@
+/* fastrnn C kernels: the interface seen by the Cython layer (fastrnn/_engine.pyx).
+ *
+ * Sizes everywhere: T steps, B batch, I input features, H hidden units, P size of
+ * the h state (P == H unless LSTM has a projection), G gates (RNN 1, GRU 3, LSTM 4).
+ * All arrays are C-contiguous, of one dtype (float32 or float64), and already
+ * validated by Python: kernels trust their inputs.
+ */
+#ifndef FASTRNN_H
+#define FASTRNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* <complex.h> (pulled in by NumPy's headers) defines I as the imaginary unit;
+ * here I is the input size, as everywhere in fastrnn. */
+#ifdef I
+#undef I
+#endif
+
+enum fr_dtype { FR_F32 = 0, FR_F64 = 1 };
+enum fr_cell { FR_RNN_TANH = 0, FR_RNN_RELU = 1, FR_GRU = 2, FR_LSTM = 3 };
+enum fr_isa { FR_ISA_GENERIC = 0, FR_ISA_AVX2 = 1, FR_ISA_AVX512 = 2 };
+enum fr_status { FR_OK = 0, FR_ENOMEM = 1 };
+
+/* One layer in one direction. The forward call reads the inputs and writes the
+ * outputs and, when `training`, the saved tensors; backward reads the saved
+ * tensors and the incoming gradients and writes the gradients. */
+typedef struct {
+    int cell, lbr;              /* fr_cell; GRU linear_before_reset */
+    int reverse, training;
+    int T, B, I, H, P;
+    int n_threads;              /* upper bound; kernels may use fewer */
+    const int64_t *lengths;     /* (B,) each 0..T, or NULL: all T */
+
+    /* forward inputs */
+    const void *x;              /* (T, B, I) */
+    const void *h0;             /* (B, P) */
+    const void *c0;             /* (B, H), LSTM */
+    const void *w_ih;           /* (G*H, I) */
+    const void *w_hh;           /* (G*H, P) */
+    const void *b_ih, *b_hh;    /* (G*H,), never NULL (zeros when absent) */
+    const void *w_peep;         /* (3, H) rows i, f, o, or NULL */
+    const void *w_hr;           /* (P, H), or NULL */
+
+    /* forward outputs */
+    void *y;                    /* (T, B, P) */
+    void *h_n;                  /* (B, P) */
+    void *c_n;                  /* (B, H), LSTM */
+
+    /* saved by a training forward, read by backward (inference: one step of each) */
+    void *states;               /* (T+1, B, P) training, (2, B, P) inference */
+    void *cells;                /* (T+1, B, H) training, (2, B, H) inference, LSTM */
+    void *gates;                /* (T, B, 4, H) training, (1, B, 4, H) inference; GRU, LSTM */
+    void *proj_in;              /* (T, B, H) training, (1, B, H) inference: LSTM m = o*tanh(c) */
+
+    /* backward inputs */
+    const void *dy;             /* (T, B, P) */
+    const void *dh_n;           /* (B, P) */
+    const void *dc_n;           /* (B, H), LSTM */
+
+    /* backward outputs */
+    void *dx;                   /* (T, B, I) */
+    void *dh0;                  /* (B, P) */
+    void *dc0;                  /* (B, H), LSTM */
+    void *dw_ih, *dw_hh;        /* like w_ih, w_hh */
+    void *db_ih, *db_hh;        /* (G*H,) */
+    void *dw_peep;              /* (3, H), when w_peep */
+    void *dw_hr;                /* (P, H), when w_hr */
+} fr_seq;
+
+/* Runs one direction of one layer. Returns FR_OK, or FR_ENOMEM when a work
+ * buffer could not be allocated (outputs then hold no meaningful values). */
+int fr_forward(int dtype, const fr_seq *a);
+int fr_backward(int dtype, const fr_seq *a);
+
+/* C[M, N] = beta * C + A[M, K] B[K, N]; A(m, k) = a[m*rsa + k*csa], likewise B;
+ * beta is 0 or 1. Exposed for tests and benchmarks of the hoisted products. */
+int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa,
+            const void *b, long rsb, long csb, int M, int N, int K, int beta, int n_threads);
+
+int fr_isa(void);               /* the instruction set the kernels dispatch to: the best this
+                                   CPU supports, or FASTRNN_ISA=generic|avx2|avx512 (read once) */
+const char *fr_isa_name(int isa);
+int fr_isa_supported(int isa);
+int fr_openmp_enabled(void);
+int fr_block(int dtype);        /* hidden units per packed block (one SIMD vector) */
+
+#endif

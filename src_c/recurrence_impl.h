@@ -1,0 +1,605 @@
+/* The recurrence driver, for one (dtype, ISA) instance: every cell, forward and
+ * backward, runs through `run_steps`.
+ *
+ * A step is a short list of phases. A phase computes, for each block of VL
+ * output units that this thread owns, an optional recurrent product
+ *     tile[b][g][0:VL] = sum_k in[b][k] * Wp[blk][k][g][0:VL]
+ * from weights packed gate-interleaved (all G gates of a block contiguous), and
+ * then the cell's pointwise math on that tile while it is in L1 (the
+ * "epilogue"). Threads own fixed ranges of blocks for the whole sequence, so
+ * their slice of the packed weights stays in their cache; one OpenMP parallel
+ * region spans all steps, with a barrier after each phase.
+ *
+ * Each output element is computed by exactly one thread in a fixed order, so
+ * results are bit-identical for any thread count.
+ */
+
+/* Accumulator registers the recurrent micro-kernel may use; rows per tile. */
+static inline int FN(mv_rows_max)(int G)
+{
+    int r = FR_MV_ACC / G;
+    return r > 8 ? 8 : r;
+}
+
+/* tile[r][g][:] = sum_k in[r*ld + k] * wp[k][g][:], r < MR: register-blocked
+ * over MR batch rows and G gates (MR, G are constants after inlining). */
+static inline __attribute__((always_inline)) void FN(mv_tile)(real *tile, const real *in, long ld, const real *wp,
+                                                             int K, const int G, const int MR)
+{
+    V acc[8][4];
+    for (int r = 0; r < MR; r++)
+        for (int g = 0; g < G; g++) acc[r][g] = FN(vsplat)(0);
+    for (int k = 0; k < K; k++) {
+        V w[4];
+        for (int g = 0; g < G; g++) w[g] = FN(vload)(wp + ((size_t)k * G + g) * VL);
+        for (int r = 0; r < MR; r++) {
+            real a = in[(size_t)r * ld + k];
+            for (int g = 0; g < G; g++) acc[r][g] += a * w[g];
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int g = 0; g < G; g++) FN(vstore)(tile + ((size_t)r * G + g) * VL, acc[r][g]);
+}
+
+/* The B=1 path: a GEMV streaming the packed weights once, with two
+ * independent accumulator chains to hide the FMA latency. */
+static inline __attribute__((always_inline)) void FN(mv_row1)(real *tile, const real *in, const real *wp, int K,
+                                                             const int G)
+{
+    V acc0[4], acc1[4];
+    for (int g = 0; g < G; g++) acc0[g] = acc1[g] = FN(vsplat)(0);
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        real a0 = in[k], a1 = in[k + 1];
+        const real *w0 = wp + (size_t)k * G * VL;
+        for (int g = 0; g < G; g++) {
+            acc0[g] += a0 * FN(vload)(w0 + g * VL);
+            acc1[g] += a1 * FN(vload)(w0 + (G + g) * VL);
+        }
+    }
+    if (k < K)
+        for (int g = 0; g < G; g++) acc0[g] += in[k] * FN(vload)(wp + ((size_t)k * G + g) * VL);
+    for (int g = 0; g < G; g++) FN(vstore)(tile + (size_t)g * VL, acc0[g] + acc1[g]);
+}
+
+#define FR_MV_CASE(g, r) case (g) * 16 + (r): FN(mv_tile)(tile, in, ld, wp, K, g, r); return;
+#define FR_MV_CASES(g) FR_MV_CASE(g, 1) FR_MV_CASE(g, 2) FR_MV_CASE(g, 3) FR_MV_CASE(g, 4) \
+                       FR_MV_CASE(g, 5) FR_MV_CASE(g, 6) FR_MV_CASE(g, 7) FR_MV_CASE(g, 8)
+
+/* `rows` (1..mv_rows_max(G)) batch rows of one block; B == 1 takes the GEMV. */
+static void FN(mv)(real *tile, const real *in, long ld, const real *wp, int K, int G, int rows, int B)
+{
+    if (B == 1) {
+        switch (G) {
+        case 1: FN(mv_row1)(tile, in, wp, K, 1); return;
+        case 2: FN(mv_row1)(tile, in, wp, K, 2); return;
+        case 3: FN(mv_row1)(tile, in, wp, K, 3); return;
+        default: FN(mv_row1)(tile, in, wp, K, 4); return;
+        }
+    }
+    switch (G * 16 + rows) {
+        FR_MV_CASES(1) FR_MV_CASES(2) FR_MV_CASES(3) FR_MV_CASES(4)
+    default: return;
+    }
+}
+#undef FR_MV_CASES
+#undef FR_MV_CASE
+
+/* wp[blk][k][g][0:VL] = W(g*N + blk*VL + 0:VL, k), zero past N, for blocks
+ * [b0, b1); W(row, k) = w[row*rs + k*cs]. */
+static void FN(pack_gates)(real *wp, const real *w, long rs, long cs, int G, int N, int K, int b0, int b1)
+{
+    for (int blk = b0; blk < b1; blk++) {
+        real *dst = wp + (size_t)blk * K * G * VL;
+        int n0 = blk * VL, nv = N - n0 < VL ? N - n0 : VL;
+        for (int k = 0; k < K; k++)
+            for (int g = 0; g < G; g++) {
+                const real *src = w + (size_t)(g * N + n0) * rs + (size_t)k * cs;
+                int j = 0;
+                for (; j < nv; j++) dst[j] = src[(size_t)j * rs];
+                for (; j < VL; j++) dst[j] = 0;
+                dst += VL;
+            }
+    }
+}
+
+/* ---- phases --------------------------------------------------------------- */
+
+
+typedef struct {
+    int id;
+    int N;              /* output units (H or P) */
+    int G, K;           /* gates and reduction size of the product; G == 0: no product */
+    const real *wp;        /* packed weights (ceil(N/VL), K, G, VL) */
+} FN(phase);
+
+typedef struct {
+    const fr_seq *a;
+    int cell, lbr, B, H, P, G, GH, T;
+    const real *b_hh;      /* (G*H,) */
+    const real *peep;      /* (3, H) or NULL */
+    int proj;
+    FN(phase) ph[3];
+    int n_phases;
+    real *tiles;           /* per-thread (8, 4, VL) */
+    /* forward */
+    const real *xp;        /* (real, B, G*H) */
+    /* backward */
+    real *dgx, *dgh;       /* (real, B, G*H): gradients of the gate pre-activations (x side, h side) */
+    real *dhs;             /* (real, B, P) dh per step, projected LSTM (for dW_hr) */
+    real *dh_buf, *dc_buf; /* (2, B, P), (2, B, H) ping-pong carries */
+} FN(ctx);
+
+/* Pointers of one step, at time t (processing index s). */
+typedef struct {
+    int t;
+    const real *h_prev; real *h_new;      /* (B, P) */
+    const real *c_prev; real *c_new;      /* (B, H) */
+    real *gates;                       /* (B, 4, H) */
+    real *m;                           /* (B, H) */
+    const real *xp;                    /* (B, G*H) */
+    real *y;                           /* (B, P) */
+    const real *dy;                    /* (B, P) */
+    real *dh; real *dh_prev;              /* (B, P) carries: into this step, out of it */
+    real *dc; real *dc_prev;              /* (B, H) */
+    real *dgx, *dgh;                   /* (B, G*H) */
+    real *dhs;                         /* (B, P) */
+} FN(step);
+
+static inline int FN(active)(const fr_seq *a, int t, int b) { return !a->lengths || t < a->lengths[b]; }
+
+static inline V FN(vone_minus_sq)(V v) { return 1 - v * v; }
+static inline V FN(vsig_grad)(V s) { return s * (1 - s); }
+
+/* The pointwise part of a phase for one batch row b and one block (n0, nv). */
+static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int b, int n0, int nv,
+                         const real *tile)
+{
+    const fr_seq *a = c->a;
+    const int H = c->H, P = c->P, GH = c->GH;
+    const int act = FN(active)(a, st->t, b);
+    const V zero = FN(vsplat)(0);
+#define LD(p) FN(vload_n)((p), nv)
+#define ST(p, v) FN(vstore_n)((p), (v), nv)
+#define TILE(g) FN(vload)(tile + (g) * VL)
+    switch (ph->id) {
+    case PH_RNN: {
+        const real *xp = st->xp + (size_t)b * GH + n0;
+        real *hn = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
+        if (!act) { ST(hn, LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
+        V pre = LD(xp) + TILE(0) + LD(c->b_hh + n0);
+        V h = c->cell == FR_RNN_TANH ? FN(vtanh)(pre) : FN(vrelu)(pre);
+        ST(hn, h); ST(y, h);
+        return;
+    }
+    case PH_GRU_LBR: case PH_GRU_RZ: case PH_GRU_N: {
+        const real *xp = st->xp + (size_t)b * GH + n0;
+        const real *hp = st->h_prev + (size_t)b * P + n0;
+        real *g = st->gates + (size_t)b * 4 * H + n0;      /* r, z, n, hn (LBR) or r*h */
+        real *hn_out = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
+        if (ph->id == PH_GRU_RZ) {
+            if (!act) { ST(g + 3 * H, zero); return; }
+            V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
+            V z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
+            ST(g, r); ST(g + H, z); ST(g + 3 * H, r * LD(hp));
+            return;
+        }
+        if (!act) { ST(hn_out, LD(hp)); ST(y, zero); return; }
+        V z, n;
+        if (ph->id == PH_GRU_LBR) {
+            V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
+            z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
+            V hn = TILE(2) + LD(c->b_hh + 2 * H + n0);
+            n = FN(vtanh)(LD(xp + 2 * H) + r * hn);
+            ST(g, r); ST(g + H, z); ST(g + 3 * H, hn);
+        } else {
+            z = LD(g + H);
+            n = FN(vtanh)(LD(xp + 2 * H) + TILE(0) + LD(c->b_hh + 2 * H + n0));
+        }
+        ST(g + 2 * H, n);
+        V h = n + z * (LD(hp) - n);
+        ST(hn_out, h); ST(y, h);
+        return;
+    }
+    case PH_LSTM: {
+        const real *xp = st->xp + (size_t)b * GH + n0;
+        const real *cp = st->c_prev + (size_t)b * H + n0;
+        real *cn = st->c_new + (size_t)b * H + n0;
+        real *g = st->gates + (size_t)b * 4 * H + n0;
+        real *out = c->proj ? st->m + (size_t)b * H + n0 : st->h_new + (size_t)b * P + n0;
+        if (!act) {
+            ST(cn, LD(cp));
+            if (c->proj) ST(out, zero);
+            else { ST(out, LD(st->h_prev + (size_t)b * P + n0)); ST(st->y + (size_t)b * P + n0, zero); }
+            return;
+        }
+        const real *bh = c->b_hh + n0;
+        V cprev = LD(cp);
+        V pi = LD(xp) + TILE(0) + LD(bh), pf = LD(xp + H) + TILE(1) + LD(bh + H);
+        V pg = LD(xp + 2 * H) + TILE(2) + LD(bh + 2 * H), po = LD(xp + 3 * H) + TILE(3) + LD(bh + 3 * H);
+        if (c->peep) { pi += LD(c->peep + n0) * cprev; pf += LD(c->peep + H + n0) * cprev; }
+        V i = FN(vsigmoid)(pi), f = FN(vsigmoid)(pf), gg = FN(vtanh)(pg);
+        V cc = f * cprev + i * gg;
+        if (c->peep) po += LD(c->peep + 2 * H + n0) * cc;
+        V o = FN(vsigmoid)(po);
+        V m = o * FN(vtanh)(cc);
+        ST(cn, cc); ST(g, i); ST(g + H, f); ST(g + 2 * H, gg); ST(g + 3 * H, o);
+        ST(out, m);
+        if (!c->proj) ST(st->y + (size_t)b * P + n0, m);
+        return;
+    }
+    case PH_PROJ: {
+        real *hn = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
+        if (!act) { ST(hn, LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
+        ST(hn, TILE(0)); ST(y, TILE(0));
+        return;
+    }
+    case PH_B_RNN: {
+        real *dg = st->dgx + (size_t)b * GH + n0;
+        if (!act) { ST(dg, zero); return; }
+        V d = LD(st->dh + (size_t)b * P + n0) + LD(st->dy + (size_t)b * P + n0);
+        V h = LD(st->h_new + (size_t)b * P + n0);
+        V dpre = c->cell == FR_RNN_TANH ? d * FN(vone_minus_sq)(h) : FN(vsel)(h > 0, d, zero);
+        ST(dg, dpre);
+        return;
+    }
+    case PH_B_GRU: case PH_B_GRU_ZN: {
+        real *dgx = st->dgx + (size_t)b * GH + n0, *dgh = st->dgh + (size_t)b * GH + n0;
+        real *dh = st->dh + (size_t)b * P + n0;
+        if (!act) {
+            ST(dgx, zero); ST(dgx + H, zero); ST(dgx + 2 * H, zero);
+            if (ph->id == PH_B_GRU) { ST(dgh, zero); ST(dgh + H, zero); ST(dgh + 2 * H, zero); }
+            return;
+        }
+        const real *g = st->gates + (size_t)b * 4 * H + n0;
+        V d = LD(dh) + LD(st->dy + (size_t)b * P + n0);
+        V z = LD(g + H), n = LD(g + 2 * H), hp = LD(st->h_prev + (size_t)b * P + n0);
+        V dn = d * (1 - z) * FN(vone_minus_sq)(n);
+        V dz = d * (hp - n) * FN(vsig_grad)(z);
+        ST(dgx + H, dz); ST(dgx + 2 * H, dn);
+        if (ph->id == PH_B_GRU) {
+            V r = LD(g);
+            V dr = dn * LD(g + 3 * H) * FN(vsig_grad)(r);
+            ST(dgx, dr); ST(dgh, dr); ST(dgh + H, dz); ST(dgh + 2 * H, dn * r);
+        }
+        ST(dh, d * z);                                   /* the direct path h_prev -> h */
+        return;
+    }
+    case PH_B_GRU_R: {
+        real *dgx = st->dgx + (size_t)b * GH + n0;
+        real *dh = st->dh + (size_t)b * P + n0;
+        if (!act) return;
+        const real *g = st->gates + (size_t)b * 4 * H + n0;
+        V r = LD(g), drh = TILE(0);
+        ST(dgx, drh * LD(st->h_prev + (size_t)b * P + n0) * FN(vsig_grad)(r));
+        ST(dh, LD(dh) + drh * r);
+        return;
+    }
+    case PH_B_DY: {
+        real *dh = st->dh + (size_t)b * P + n0, *dhs = st->dhs + (size_t)b * P + n0;
+        if (!act) { ST(dhs, zero); return; }
+        V d = LD(dh) + LD(st->dy + (size_t)b * P + n0);
+        ST(dh, d); ST(dhs, d);
+        return;
+    }
+    case PH_B_LSTM: {
+        real *dg = st->dgx + (size_t)b * GH + n0;
+        const real *dc = st->dc + (size_t)b * H + n0;
+        real *dcp = st->dc_prev + (size_t)b * H + n0;
+        if (!act) {
+            ST(dg, zero); ST(dg + H, zero); ST(dg + 2 * H, zero); ST(dg + 3 * H, zero);
+            ST(dcp, LD(dc));
+            return;
+        }
+        const real *g = st->gates + (size_t)b * 4 * H + n0;
+        V dm = c->proj ? TILE(0) : LD(st->dh + (size_t)b * P + n0) + LD(st->dy + (size_t)b * P + n0);
+        V i = LD(g), f = LD(g + H), gg = LD(g + 2 * H), o = LD(g + 3 * H);
+        V cc = LD(st->c_new + (size_t)b * H + n0), cprev = LD(st->c_prev + (size_t)b * H + n0);
+        V tc = FN(vtanh)(cc);
+        V d_o = dm * tc * FN(vsig_grad)(o);
+        V dcc = LD(dc) + dm * o * FN(vone_minus_sq)(tc);
+        if (c->peep) dcc += d_o * LD(c->peep + 2 * H + n0);
+        V d_i = dcc * gg * FN(vsig_grad)(i);
+        V d_f = dcc * cprev * FN(vsig_grad)(f);
+        V d_g = dcc * i * FN(vone_minus_sq)(gg);
+        V dcprev = dcc * f;
+        if (c->peep) dcprev += d_i * LD(c->peep + n0) + d_f * LD(c->peep + H + n0);
+        ST(dg, d_i); ST(dg + H, d_f); ST(dg + 2 * H, d_g); ST(dg + 3 * H, d_o);
+        ST(dcp, dcprev);
+        return;
+    }
+    case PH_B_DH: {
+        real *dhp = st->dh_prev + (size_t)b * P + n0;
+        const real *dh = st->dh + (size_t)b * P + n0;
+        if (!act) { ST(dhp, LD(dh)); return; }
+        V v = TILE(0);
+        if (c->cell == FR_GRU) v += LD(dh);              /* direct path, stored by PH_B_GRU* */
+        ST(dhp, v);
+        return;
+    }
+    }
+#undef LD
+#undef ST
+#undef TILE
+}
+
+/* This thread's blocks of one phase: product, then epilogue, row tile by row tile. */
+static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int tid, int nt)
+{
+    const int B = c->B, N = ph->N, G = ph->G, K = ph->K;
+    const int nblk = (N + VL - 1) / VL;
+    const int b0 = (int)((long)nblk * tid / nt), b1 = (int)((long)nblk * (tid + 1) / nt);
+    real *tile = c->tiles + (size_t)tid * 8 * 4 * VL;
+    const int mr = G ? FN(mv_rows_max)(G) : 8;
+    /* The product's input: (B, K) rows with stride ld. */
+    const real *in = NULL;
+    long ld = 0;
+    switch (ph->id) {
+    case PH_RNN: case PH_GRU_LBR: case PH_GRU_RZ: case PH_LSTM: in = st->h_prev; ld = c->P; break;
+    case PH_GRU_N: in = st->gates + 3 * c->H; ld = 4 * c->H; break;
+    case PH_PROJ: in = st->m; ld = c->H; break;
+    case PH_B_GRU_R: in = st->dgx + 2 * c->H; ld = c->GH; break;
+    case PH_B_LSTM: in = st->dh; ld = c->P; break;                       /* projected LSTM only */
+    case PH_B_DH: in = c->cell == FR_GRU ? st->dgh : st->dgx; ld = c->GH; break;
+    default: break;
+    }
+    for (int blk = b0; blk < b1; blk++) {
+        const int n0 = blk * VL, nv = N - n0 < VL ? N - n0 : VL;
+        const real *wpb = G ? ph->wp + (size_t)blk * K * G * VL : NULL;
+        for (int r0 = 0; r0 < B; r0 += mr) {
+            const int rows = B - r0 < mr ? B - r0 : mr;
+            if (G) FN(mv)(tile, in + (size_t)r0 * ld, ld, wpb, K, G, rows, B);
+            for (int r = 0; r < rows; r++)
+                FN(epilogue)(c, ph, st, r0 + r, n0, nv, tile + (size_t)r * G * VL);
+        }
+    }
+}
+
+/* Pointers for processing index s (time t). */
+static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
+{
+    const fr_seq *a = c->a;
+    const int T_ = c->T, B = c->B, H = c->H, P = c->P, GH = c->GH;
+    const int t = a->reverse ? T_ - 1 - s : s;
+    st->t = t;
+    /* Training keeps every state: slot t is before time t going forward, after it going back. */
+    size_t prev = a->training ? (size_t)(a->reverse ? t + 1 : t) : (size_t)(s & 1);
+    size_t next = a->training ? (size_t)(a->reverse ? t : t + 1) : (size_t)((s + 1) & 1);
+    size_t tt = a->training ? (size_t)t : 0;
+    real *states = (real *)a->states, *cells = (real *)a->cells;
+    st->h_prev = states + prev * B * P;
+    st->h_new = states + next * B * P;
+    st->c_prev = cells ? cells + prev * B * H : NULL;
+    st->c_new = cells ? cells + next * B * H : NULL;
+    st->gates = a->gates ? (real *)a->gates + tt * B * 4 * H : NULL;
+    st->m = a->proj_in ? (real *)a->proj_in + tt * B * H : NULL;
+    st->xp = c->xp ? c->xp + (size_t)t * B * GH : NULL;
+    st->y = a->y ? (real *)a->y + (size_t)t * B * P : NULL;
+    if (backward) {
+        /* The carries ping-pong; step s of real-1..0 reads slot (real-1-s)&1. */
+        int k = (T_ - 1 - s) & 1;
+        st->dy = (const real *)a->dy + (size_t)t * B * P;
+        st->dh = c->dh_buf + (size_t)k * B * P;
+        st->dh_prev = c->dh_buf + (size_t)(k ^ 1) * B * P;
+        st->dc = c->dc_buf ? c->dc_buf + (size_t)k * B * H : NULL;
+        st->dc_prev = c->dc_buf ? c->dc_buf + (size_t)(k ^ 1) * B * H : NULL;
+        st->dgx = c->dgx + (size_t)t * B * GH;
+        st->dgh = c->dgh + (size_t)t * B * GH;
+        st->dhs = c->dhs ? c->dhs + (size_t)t * B * P : NULL;
+    }
+}
+
+/* Threads worth using: one per ~32K multiply-adds of a step, at most one per block. */
+static int FN(threads_for)(const FN(ctx) *c, int n_threads)
+{
+    double fmas = (double)c->B * c->GH * c->P + (c->proj ? (double)c->B * c->P * c->H : 0);
+    int by_work = (int)(fmas / 32768.0);
+    int nblk = ((c->P < c->H ? c->P : c->H) + VL - 1) / VL;
+    int n = n_threads;
+    if (n > by_work) n = by_work;
+    if (n > nblk) n = nblk;
+    return n < 1 ? 1 : n;
+}
+
+/* Packs the phases' weights (each thread its own blocks, so they land in its
+ * cache) and runs all steps. `pack` lists the sources of ph[i].wp. */
+typedef struct { const real *w; long rs, cs; } FN(wsrc);
+
+static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int backward, int nthr)
+{
+#pragma omp parallel num_threads(nthr)
+    {
+        const int tid = fr_thread_id(), nt = fr_num_threads();
+        for (int i = 0; i < c->n_phases; i++) {
+            FN(phase) *ph = &c->ph[i];
+            if (!ph->G) continue;
+            int nblk = (ph->N + VL - 1) / VL;
+            FN(pack_gates)((real *)ph->wp, src[i].w, src[i].rs, src[i].cs, ph->G, ph->N, ph->K,
+                           (int)((long)nblk * tid / nt), (int)((long)nblk * (tid + 1) / nt));
+        }
+#pragma omp barrier
+        FN(step) st;
+        memset(&st, 0, sizeof st);
+        for (int s = 0; s < c->T; s++) {
+            FN(step_at)(c, backward ? c->T - 1 - s : s, backward, &st);
+            for (int i = 0; i < c->n_phases; i++) {
+                FN(run_phase)(c, &c->ph[i], &st, tid, nt);
+#pragma omp barrier
+            }
+        }
+    }
+}
+
+static size_t FN(packed_size)(const FN(phase) *ph)
+{
+    return ph->G ? (size_t)((ph->N + VL - 1) / VL) * ph->K * ph->G * VL : 0;
+}
+
+/* Fills c's fields shared by forward and backward. */
+static void FN(ctx_init)(FN(ctx) *c, const fr_seq *a)
+{
+    memset(c, 0, sizeof *c);
+    c->a = a;
+    c->cell = a->cell;
+    c->lbr = a->lbr;
+    c->T = a->T; c->B = a->B; c->H = a->H; c->P = a->P;
+    c->G = a->cell == FR_LSTM ? 4 : a->cell == FR_GRU ? 3 : 1;
+    c->GH = c->G * a->H;
+    c->b_hh = (const real *)a->b_hh;
+    c->peep = (const real *)a->w_peep;
+    c->proj = a->w_hr != NULL;
+}
+
+static int FN(forward)(const fr_seq *a)
+{
+    FN(ctx) c;
+    FN(wsrc) src[3] = {{0}};
+    FN(ctx_init)(&c, a);
+    const int T_ = a->T, B = a->B, I = a->I, H = a->H, P = a->P, GH = c.GH;
+    const real *w_hh = (const real *)a->w_hh;
+    FN(phase) *ph = c.ph;
+    /* Phases of a forward step, and where their weights come from. */
+    switch (a->cell) {
+    case FR_RNN_TANH: case FR_RNN_RELU:
+        ph[0] = (FN(phase)){PH_RNN, H, 1, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; break;
+    case FR_GRU:
+        if (a->lbr) { ph[0] = (FN(phase)){PH_GRU_LBR, H, 3, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; }
+        else {
+            ph[0] = (FN(phase)){PH_GRU_RZ, H, 2, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1};
+            ph[1] = (FN(phase)){PH_GRU_N, H, 1, P, NULL}; src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, P, 1};
+            c.n_phases = 2;
+        }
+        break;
+    default:
+        ph[0] = (FN(phase)){PH_LSTM, H, 4, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1;
+        if (c.proj) { ph[1] = (FN(phase)){PH_PROJ, P, 1, H, NULL}; src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1}; c.n_phases = 2; }
+    }
+    int nthr = FN(threads_for)(&c, a->n_threads);
+    size_t n_xp = (size_t)T_ * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
+    for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
+    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed) * sizeof(real) + 64);
+    if (!work) return FR_ENOMEM;
+    real *p = work;
+    c.xp = p; p += n_xp;
+    c.tiles = p; p += n_tiles;
+    for (int i = 0; i < c.n_phases; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
+
+    /* The input projection for all steps: xp = x W_ih^real + b_ih, one GEMM. */
+    real *xp = (real *)c.xp;
+    for (size_t m = 0; m < (size_t)T_ * B; m++) memcpy(xp + m * GH, a->b_ih, (size_t)GH * sizeof(real));
+    int rc = FN(gemm)(xp, GH, (const real *)a->x, I, 1, (const real *)a->w_ih, 1, I, T_ * B, GH, I, 1, a->n_threads);
+    if (rc) { fr_aligned_free(work); return rc; }
+
+    /* Initial states go where step 0 reads them. */
+    size_t first = a->training && a->reverse ? (size_t)T_ : 0;
+    memcpy((real *)a->states + first * B * P, a->h0, (size_t)B * P * sizeof(real));
+    if (a->cell == FR_LSTM) memcpy((real *)a->cells + first * B * H, a->c0, (size_t)B * H * sizeof(real));
+
+    FN(run_steps)(&c, src, 0, nthr);
+
+    size_t last = a->training ? (a->reverse ? 0 : (size_t)T_) : (size_t)(T_ & 1);
+    memcpy(a->h_n, (real *)a->states + last * B * P, (size_t)B * P * sizeof(real));
+    if (a->cell == FR_LSTM) memcpy(a->c_n, (real *)a->cells + last * B * H, (size_t)B * H * sizeof(real));
+    fr_aligned_free(work);
+    return FR_OK;
+}
+
+static int FN(backward)(const fr_seq *a)
+{
+    FN(ctx) c;
+    FN(wsrc) src[3] = {{0}};
+    FN(ctx_init)(&c, a);
+    const int T_ = a->T, B = a->B, I = a->I, H = a->H, P = a->P, GH = c.GH;
+    const real *w_hh = (const real *)a->w_hh;
+    FN(phase) *ph = c.ph;
+    /* Phases of a backward step. The products use transposed weights:
+     * W^real(n, k) = W(k, n), i.e. strides (1, row length). */
+    switch (a->cell) {
+    case FR_RNN_TANH: case FR_RNN_RELU:
+        ph[0] = (FN(phase)){PH_B_RNN, H, 0, 0, NULL};
+        ph[1] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[1] = (FN(wsrc)){w_hh, 1, P};
+        c.n_phases = 2; break;
+    case FR_GRU:
+        if (a->lbr) {
+            ph[0] = (FN(phase)){PH_B_GRU, H, 0, 0, NULL};
+            ph[1] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[1] = (FN(wsrc)){w_hh, 1, P};
+            c.n_phases = 2;
+        } else {
+            ph[0] = (FN(phase)){PH_B_GRU_ZN, H, 0, 0, NULL};
+            ph[1] = (FN(phase)){PH_B_GRU_R, H, 1, H, NULL}; src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, 1, P};
+            ph[2] = (FN(phase)){PH_B_DH, P, 1, 2 * H, NULL}; src[2] = (FN(wsrc)){w_hh, 1, P};
+            c.n_phases = 3;
+        }
+        break;
+    default:
+        if (c.proj) {
+            ph[0] = (FN(phase)){PH_B_DY, P, 0, 0, NULL};
+            ph[1] = (FN(phase)){PH_B_LSTM, H, 1, P, NULL}; src[1] = (FN(wsrc)){(const real *)a->w_hr, 1, H};
+            ph[2] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[2] = (FN(wsrc)){w_hh, 1, P};
+            c.n_phases = 3;
+        } else {
+            ph[0] = (FN(phase)){PH_B_LSTM, H, 0, 0, NULL};
+            ph[1] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[1] = (FN(wsrc)){w_hh, 1, P};
+            c.n_phases = 2;
+        }
+    }
+    const int lstm = a->cell == FR_LSTM, gru_lbr = a->cell == FR_GRU && a->lbr;
+    int nthr = FN(threads_for)(&c, a->n_threads);
+    size_t n_dg = (size_t)T_ * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
+    for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
+    size_t n_dhs = c.proj ? (size_t)T_ * B * P : 0;
+    size_t n_carry = (size_t)2 * B * P + (lstm ? (size_t)2 * B * H : 0);
+    size_t total = n_dg * (gru_lbr ? 2 : 1) + n_tiles + n_packed + n_dhs + n_carry;
+    real *work = (real *)fr_aligned_alloc(total * sizeof(real) + 64);
+    if (!work) return FR_ENOMEM;
+    real *p = work;
+    c.dgx = p; p += n_dg;
+    if (gru_lbr) { c.dgh = p; p += n_dg; } else c.dgh = c.dgx;
+    c.tiles = p; p += n_tiles;
+    for (int i = 0; i < c.n_phases; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
+    if (n_dhs) { c.dhs = p; p += n_dhs; }
+    c.dh_buf = p; p += (size_t)2 * B * P;
+    if (lstm) { c.dc_buf = p; p += (size_t)2 * B * H; }
+
+    /* The carries start from the final-state gradients, in the slot step real-1 reads. */
+    memcpy(c.dh_buf, a->dh_n, (size_t)B * P * sizeof(real));
+    if (lstm) memcpy(c.dc_buf, a->dc_n, (size_t)B * H * sizeof(real));
+
+    FN(run_steps)(&c, src, 1, nthr);
+
+    int k_end = T_ & 1;     /* the slot written by the last step (or the initial one when real == 0) */
+    memcpy(a->dh0, c.dh_buf + (size_t)k_end * B * P, (size_t)B * P * sizeof(real));
+    if (lstm) memcpy(a->dc0, c.dc_buf + (size_t)k_end * B * H, (size_t)B * H * sizeof(real));
+
+    /* The products hoisted out of the loop, over all real*B rows at once. */
+    const int M = T_ * B, nth = a->n_threads;
+    const real *x = (const real *)a->x;
+    const real *states = (const real *)a->states;
+    const real *h_prev_all = a->reverse ? states + (size_t)B * P : states;   /* (real, B, P) by time */
+    int rc = FN(gemm)((real *)a->dx, I, c.dgx, GH, 1, (const real *)a->w_ih, I, 1, M, I, GH, 0, nth);
+    if (!rc) rc = FN(gemm)((real *)a->dw_ih, I, c.dgx, 1, GH, x, I, 1, GH, I, M, 0, nth);
+    if (!rc && a->cell == FR_GRU && !a->lbr) {
+        /* rows r, z see h_prev; rows n see r*h_prev, saved in gate slot 3 */
+        rc = FN(gemm)((real *)a->dw_hh, P, c.dgx, 1, GH, h_prev_all, P, 1, 2 * H, P, M, 0, nth);
+        if (!rc) rc = FN(gemm)((real *)a->dw_hh + (size_t)2 * H * P, P, c.dgx + 2 * H, 1, GH,
+                               (const real *)a->gates + 3 * H, 4 * H, 1, H, P, M, 0, nth);
+    } else if (!rc) {
+        rc = FN(gemm)((real *)a->dw_hh, P, c.dgh, 1, GH, h_prev_all, P, 1, GH, P, M, 0, nth);
+    }
+    if (!rc && c.proj)
+        rc = FN(gemm)((real *)a->dw_hr, H, c.dhs, 1, P, (const real *)a->proj_in, H, 1, P, H, M, 0, nth);
+    if (rc) { fr_aligned_free(work); return rc; }
+    FN(colsum)((real *)a->db_ih, c.dgx, GH, NULL, 0, M, GH, 0, nth);
+    FN(colsum)((real *)a->db_hh, c.dgh, GH, NULL, 0, M, GH, 0, nth);
+    if (c.peep) {
+        const real *cells = (const real *)a->cells;
+        const real *c_prev_all = a->reverse ? cells + (size_t)B * H : cells;
+        const real *c_new_all = a->reverse ? cells : cells + (size_t)B * H;
+        real *dp = (real *)a->dw_peep;
+        FN(colsum)(dp, c.dgx, GH, c_prev_all, H, M, H, 0, nth);
+        FN(colsum)(dp + H, c.dgx + H, GH, c_prev_all, H, M, H, 0, nth);
+        FN(colsum)(dp + 2 * H, c.dgx + 3 * H, GH, c_new_all, H, M, H, 0, nth);
+    }
+    fr_aligned_free(work);
+    return FR_OK;
+}
