@@ -222,15 +222,15 @@ def prepare_dy(dy, a: SeqArgs):
     return backward_input("dy", dy, (a.T, a.B, a.P), "(T, B, P) like y", a.dtype)
 
 
-def check_cache(cache, cell, used=False):
-    """A cache must come from a training forward of the same cell, and serves one backward."""
-    from_cell = getattr(cache, "cell", None)
-    if from_cell is None:
-        raise TypeError("cache: expected the cache returned by a forward call with training=True, "
-                        f"got {type(cache).__name__}")
-    family = "rnn" if from_cell.startswith("rnn") else from_cell
-    want = "rnn" if cell.startswith("rnn") else cell
-    if family != want:
-        raise ValueError(f"cache: expected a cache from {want}_forward, got one from {family}_forward")
-    if getattr(cache, "used", False):
+def check_cache(cache, cell, cache_type):
+    """A cache must be a `cache_type` from a training forward of the same cell family
+    ("rnn", "gru" or "lstm"), and serves one backward call."""
+    if not isinstance(cache, cache_type):
+        got = "None (a forward with training=False returns no cache)" if cache is None else type(cache).__name__
+        raise TypeError(f"cache: expected the cache returned by {cell}_forward(..., training=True) "
+                        f"of the same module, got {got}")
+    family = "rnn" if cache.cell.startswith("rnn") else cache.cell
+    if family != cell:
+        raise ValueError(f"cache: expected a cache from {cell}_forward, got one from {family}_forward")
+    if cache.used:
         raise ValueError("cache: expected a fresh cache; this one was already consumed by a backward call")

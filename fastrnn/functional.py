@@ -74,7 +74,7 @@ def _forward(a):
 
 
 def _backward(cell, dy, dh_n, dc_n, cache):
-    V.check_cache(cache, cell)
+    V.check_cache(cache, cell, Cache)
     a = cache.args
     dy = V.prepare_dy(dy, a)
     dh_n = V.backward_input("dh_n", dh_n, (a.B, a.P), "(B, P) like h_n", a.dtype)

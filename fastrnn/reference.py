@@ -1,0 +1,376 @@
+"""Slow, obviously-correct NumPy forward and backward of the recurrent cells: the spec.
+
+Same API as `fastrnn.functional` (see DESIGN.md, "The functional API"); the
+compiled kernels are tested against this module, and this module is tested
+against finite differences and PyTorch. It is written for clarity, not speed:
+one time loop serves every cell, each cell is a pair of small step functions
+(forward, backward) working on plain (B, ...) arrays.
+
+Sizes: T steps, B batch, I input features, H hidden units, P size of the h state
+(P == H except LSTM with projection), G gates (RNN 1, GRU 3: r, z, n; LSTM 4:
+i, f, g, o). Arrays are time-major inside: x (T, B, I), y (T, B, P).
+
+Masking: at step t only the "active" samples (t < lengths[b]) are processed.
+The step functions see just those rows, so padded steps never touch the state,
+give y = 0, and contribute nothing (not even 0 * NaN) to any gradient.
+"""
+import numpy as np
+
+from . import _validate
+
+
+class Cache:
+    """What backward needs from one training forward call.
+
+    `cell` is the `_validate` cell name, `used` turns True once a backward call
+    consumed it. `args` is the validated `SeqArgs`; `steps[t]` is `(rows, saved)`
+    for step t: the indices of the active samples and what the cell's forward
+    step saved for them (None where no sample was active).
+    """
+
+    def __init__(self, args, steps):
+        self.cell = args.cell
+        self.used = False
+        self.args = args
+        self.steps = steps
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _linear(inp, w, b=None):
+    """inp (N, K) @ w.T (M, K) -> (N, M), plus b (M,) when given."""
+    out = inp @ w.T
+    if b is not None:
+        out = out + b
+    return out
+
+
+def _rows_of(b, lo, hi):
+    """b[lo:hi] of an optional bias (None stays None)."""
+    return None if b is None else b[lo:hi]
+
+
+def _split(a, n):
+    """Split the last axis of `a` into n equal gate blocks."""
+    return np.split(a, n, axis=-1)
+
+
+def _step_order(T, reverse):
+    """The time indices in processing order."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _active_rows(a, t):
+    """Indices of the samples that process step t (all of them without lengths)."""
+    if a.lengths is None:
+        return np.arange(a.B)
+    return np.flatnonzero(t < a.lengths)
+
+
+def _to_caller_layout(seq, batch_first):
+    """A time-major (T, B, K) array in the caller's layout, as a fresh contiguous array."""
+    return np.ascontiguousarray(seq.transpose(1, 0, 2) if batch_first else seq)
+
+
+def _zero_grads(a):
+    """Zeroed parameter-gradient accumulators, one per parameter the cell uses."""
+    grads = {
+        "w_ih": np.zeros_like(a.w_ih),                 # (G*H, I)
+        "w_hh": np.zeros_like(a.w_hh),                 # (G*H, P)
+        "b_ih": np.zeros(a.G * a.H, a.dtype),          # (G*H,); dropped if b_ih was None
+        "b_hh": np.zeros(a.G * a.H, a.dtype),          # (G*H,); dropped if b_hh was None
+    }
+    if a.w_peep is not None:
+        grads["w_peep"] = np.zeros_like(a.w_peep)      # (3, H)
+    if a.w_hr is not None:
+        grads["w_hr"] = np.zeros_like(a.w_hr)          # (P, H)
+    return grads
+
+
+# ---------------------------------------------------------------------------
+# The time loop, shared by every cell
+
+def _forward(a, step, state):
+    """Run `step` over the sequence.
+
+    `state` is a tuple of (B, ...) arrays, h first; `step(a, x_t, state_rows)`
+    returns (new_state_rows, saved). Returns y (T, B, P), the final state and
+    the per-step records for backward (None unless a.training).
+    """
+    state = tuple(s.copy() for s in state)             # never write the caller's h0/c0
+    y = np.zeros((a.T, a.B, a.P), a.dtype)             # (T, B, P); padded steps stay 0
+    steps = [None] * a.T
+    for t in _step_order(a.T, a.reverse):
+        rows = _active_rows(a, t)                      # (B_t,)
+        if rows.size == 0:
+            continue
+        new_state, saved = step(a, a.x[t, rows], tuple(s[rows] for s in state))
+        for s, new in zip(state, new_state):
+            s[rows] = new
+        y[t, rows] = new_state[0]
+        if a.training:
+            steps[t] = (rows, saved)
+    return y, state, steps
+
+
+def _backward(cache, dy, dstate, step_backward):
+    """Back-propagate through the sequence recorded in `cache`.
+
+    dy (T, B, P) is time-major; `dstate` holds the gradients of the final state
+    (same tuple structure as the state). `step_backward(a, saved, dstate_rows,
+    grads)` adds the step's parameter gradients to `grads` and returns
+    (dstate_prev_rows, dx_rows). Returns the finished grads dict.
+    """
+    a = cache.args
+    dstate = tuple(d.copy() for d in dstate)
+    dx = np.zeros_like(a.x)                            # (T, B, I)
+    grads = _zero_grads(a)
+    for t in reversed(_step_order(a.T, a.reverse)):    # the forward order, backwards
+        if cache.steps[t] is None:
+            continue
+        rows, saved = cache.steps[t]
+        # The step's output is both y[t] and the next state's h: their gradients add.
+        d_new = (dstate[0][rows] + dy[t, rows],) + tuple(d[rows] for d in dstate[1:])
+        d_prev, dx[t, rows] = step_backward(a, saved, d_new, grads)
+        for d, dp in zip(dstate, d_prev):
+            d[rows] = dp
+
+    grads["x"] = _to_caller_layout(dx, a.batch_first)
+    grads["h0"] = dstate[0]
+    if a.cell == "lstm":
+        grads["c0"] = dstate[1]
+    if a.b_ih is None:
+        del grads["b_ih"]
+    if a.b_hh is None:
+        del grads["b_hh"]
+    return grads
+
+
+def _start_backward(cache, family, dy, final_grads):
+    """Check the cache, then the incoming gradients; returns (dy (T, B, P), dstate).
+
+    `final_grads` is dh_n, or for LSTM the (dh_n, dc_n) argument (None or a pair).
+    """
+    _validate.check_cache(cache, family, Cache)
+    a = cache.args
+    dy = _validate.prepare_dy(dy, a)
+    if family == "lstm":
+        dh_n, dc_n = _validate.lstm_states(final_grads, "(dh_n, dc_n)")
+    else:
+        dh_n, dc_n = final_grads, None
+    meaning_h = "(B, P) like h_n" if a.P != a.H else "(B, H) like h_n"
+    dstate = (_validate.backward_input("dh_n", dh_n, (a.B, a.P), meaning_h, a.dtype),)
+    if family == "lstm":
+        dstate += (_validate.backward_input("dc_n", dc_n, (a.B, a.H), "(B, H) like c_n", a.dtype),)
+    cache.used = True                                  # only once every argument is valid
+    return dy, dstate
+
+
+# ---------------------------------------------------------------------------
+# Vanilla RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)
+
+def _rnn_step(a, x_t, state):
+    (h,) = state                                       # x_t (N, I), h (N, H)
+    pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(h, a.w_hh, a.b_hh)   # (N, H)
+    h_new = np.tanh(pre) if a.cell == "rnn_tanh" else np.maximum(pre, 0)
+    return (h_new,), (x_t, h, h_new)
+
+
+def _rnn_step_backward(a, saved, d_new, grads):
+    x_t, h, h_new = saved
+    (dh_new,) = d_new                                  # (N, H)
+    if a.cell == "rnn_tanh":
+        dpre = dh_new * (1 - h_new * h_new)
+    else:
+        dpre = dh_new * (h_new > 0)                    # relu'(0) taken as 0
+    grads["w_ih"] += dpre.T @ x_t
+    grads["w_hh"] += dpre.T @ h
+    grads["b_ih"] += dpre.sum(0)
+    grads["b_hh"] += dpre.sum(0)
+    return (dpre @ a.w_hh,), dpre @ a.w_ih
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
+                reverse=False, lengths=None, batch_first=False, training=True,
+                num_threads=None):
+    """Elman RNN over a sequence. Returns (y, h_n, cache); cache is None unless training."""
+    if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    a = _validate.prepare("rnn_" + nonlinearity, x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                          reverse=reverse, lengths=lengths, batch_first=batch_first,
+                          training=training, num_threads=num_threads)
+    y, (h_n,), steps = _forward(a, _rnn_step, (a.h0,))
+    cache = Cache(a, steps) if a.training else None
+    return _to_caller_layout(y, a.batch_first), h_n, cache
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Gradients of rnn_forward: dict with x, h0, w_ih, w_hh (and b_ih, b_hh if given)."""
+    dy, dstate = _start_backward(cache, "rnn", dy, dh_n)
+    return _backward(cache, dy, dstate, _rnn_step_backward)
+
+
+# ---------------------------------------------------------------------------
+# GRU (gates r, z, n):
+#   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z likewise
+#   linear_before_reset=True:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+#   linear_before_reset=False: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+#   h' = (1 - z) * n + z * h
+
+def _gru_step(a, x_t, state):
+    (h,) = state                                       # x_t (N, I), h (N, H)
+    H = a.H
+    b_hh_rz, b_hh_n = _rows_of(a.b_hh, 0, 2 * H), _rows_of(a.b_hh, 2 * H, 3 * H)
+    gi_r, gi_z, gi_n = _split(_linear(x_t, a.w_ih, a.b_ih), 3)             # (N, H) each
+    gh_r, gh_z = _split(_linear(h, a.w_hh[:2 * H], b_hh_rz), 2)           # (N, H) each
+    r = _sigmoid(gi_r + gh_r)
+    z = _sigmoid(gi_z + gh_z)
+    if a.linear_before_reset:
+        gh_n = _linear(h, a.w_hh[2 * H:], b_hh_n)                         # (N, H)
+        n = np.tanh(gi_n + r * gh_n)
+    else:
+        gh_n = _linear(r * h, a.w_hh[2 * H:], b_hh_n)                     # (N, H)
+        n = np.tanh(gi_n + gh_n)
+    h_new = (1 - z) * n + z * h
+    return (h_new,), (x_t, h, r, z, n, gh_n)
+
+
+def _gru_step_backward(a, saved, d_new, grads):
+    x_t, h, r, z, n, gh_n = saved
+    (dh_new,) = d_new                                  # (N, H)
+    H = a.H
+    w_hh_rz, w_hh_n = a.w_hh[:2 * H], a.w_hh[2 * H:]   # (2H, H), (H, H)
+
+    # h' = (1 - z) * n + z * h
+    dn = dh_new * (1 - z)
+    dz = dh_new * (h - n)
+    dh = dh_new * z
+    dan = dn * (1 - n * n)                             # d(pre-activation of n), (N, H)
+
+    if a.linear_before_reset:                          # n = tanh(gi_n + r * gh_n)
+        dr = dan * gh_n
+        dgh_n = dan * r                                # d(W_hn h + b_hn)
+        grads["w_hh"][2 * H:] += dgh_n.T @ h
+        dh += dgh_n @ w_hh_n
+    else:                                              # n = tanh(gi_n + W_hn (r h) + b_hn)
+        dgh_n = dan
+        d_rh = dgh_n @ w_hh_n                          # d(r * h), (N, H)
+        dr = d_rh * h
+        dh += d_rh * r
+        grads["w_hh"][2 * H:] += dgh_n.T @ (r * h)
+
+    dar = dr * r * (1 - r)                             # d(pre-activation of r)
+    daz = dz * z * (1 - z)                             # d(pre-activation of z)
+    dgh_rz = np.concatenate([dar, daz], axis=1)        # (N, 2H)
+    grads["w_hh"][:2 * H] += dgh_rz.T @ h
+    dh += dgh_rz @ w_hh_rz
+
+    dgi = np.concatenate([dar, daz, dan], axis=1)      # d(W_ih x + b_ih), (N, 3H)
+    grads["w_ih"] += dgi.T @ x_t
+    grads["b_ih"] += dgi.sum(0)
+    grads["b_hh"] += np.concatenate([dar, daz, dgh_n], axis=1).sum(0)
+    return (dh,), dgi @ a.w_ih
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True,
+                reverse=False, lengths=None, batch_first=False, training=True,
+                num_threads=None):
+    """GRU over a sequence. Returns (y, h_n, cache); cache is None unless training."""
+    a = _validate.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                          reverse=reverse, lengths=lengths, batch_first=batch_first,
+                          training=training, linear_before_reset=linear_before_reset,
+                          num_threads=num_threads)
+    y, (h_n,), steps = _forward(a, _gru_step, (a.h0,))
+    cache = Cache(a, steps) if a.training else None
+    return _to_caller_layout(y, a.batch_first), h_n, cache
+
+
+def gru_backward(dy, dh_n, cache):
+    """Gradients of gru_forward: dict with x, h0, w_ih, w_hh (and b_ih, b_hh if given)."""
+    dy, dstate = _start_backward(cache, "gru", dy, dh_n)
+    return _backward(cache, dy, dstate, _gru_step_backward)
+
+
+# ---------------------------------------------------------------------------
+# LSTM (gates i, f, g, o), peepholes p_i, p_f, p_o = w_peep rows (zero when None):
+#   i = sigmoid(W_ii x + b_ii + W_hi h + b_hi + p_i * c), f likewise with p_f
+#   g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+#   c' = f * c + i * g
+#   o = sigmoid(W_io x + b_io + W_ho h + b_ho + p_o * c')
+#   m = o * tanh(c');  h' = m, or h' = w_hr @ m with projection (h is then (N, P))
+
+def _lstm_step(a, x_t, state):
+    h, c = state                                       # x_t (N, I), h (N, P), c (N, H)
+    pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(h, a.w_hh, a.b_hh)   # (N, 4H)
+    a_i, a_f, a_g, a_o = _split(pre, 4)                # (N, H) each
+    if a.w_peep is not None:
+        p_i, p_f, p_o = a.w_peep                       # (H,) each
+        a_i = a_i + p_i * c
+        a_f = a_f + p_f * c
+    i, f, g = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g)
+    c_new = f * c + i * g
+    if a.w_peep is not None:
+        a_o = a_o + p_o * c_new
+    o = _sigmoid(a_o)
+    tanh_c = np.tanh(c_new)
+    m = o * tanh_c                                     # (N, H)
+    h_new = m if a.w_hr is None else _linear(m, a.w_hr)   # (N, P)
+    return (h_new, c_new), (x_t, h, c, i, f, g, o, c_new, tanh_c, m)
+
+
+def _lstm_step_backward(a, saved, d_new, grads):
+    x_t, h, c, i, f, g, o, c_new, tanh_c, m = saved
+    dh_new, dc_new = d_new                             # (N, P), (N, H)
+
+    if a.w_hr is None:
+        dm = dh_new
+    else:                                              # h' = m @ w_hr.T
+        grads["w_hr"] += dh_new.T @ m                  # (P, H)
+        dm = dh_new @ a.w_hr                           # (N, H)
+
+    # m = o * tanh(c'); o sees c' through its peephole
+    dao = dm * tanh_c * o * (1 - o)                    # d(pre-activation of o)
+    dc = dc_new + dm * o * (1 - tanh_c * tanh_c)       # total gradient of c'
+    if a.w_peep is not None:
+        dc = dc + dao * a.w_peep[2]
+
+    # c' = f * c + i * g
+    dai = dc * g * i * (1 - i)
+    daf = dc * c * f * (1 - f)
+    dag = dc * i * (1 - g * g)
+    dc_prev = dc * f
+    if a.w_peep is not None:
+        dc_prev = dc_prev + dai * a.w_peep[0] + daf * a.w_peep[1]
+        grads["w_peep"] += np.stack([(dai * c).sum(0), (daf * c).sum(0), (dao * c_new).sum(0)])
+
+    da = np.concatenate([dai, daf, dag, dao], axis=1)  # d(gate pre-activations), (N, 4H)
+    grads["w_ih"] += da.T @ x_t
+    grads["w_hh"] += da.T @ h
+    grads["b_ih"] += da.sum(0)
+    grads["b_hh"] += da.sum(0)
+    return (da @ a.w_hh, dc_prev), da @ a.w_ih
+
+
+def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None,
+                 reverse=False, lengths=None, batch_first=False, training=True,
+                 num_threads=None):
+    """LSTM over a sequence. Returns (y, (h_n, c_n), cache); cache is None unless training."""
+    h0, c0 = _validate.lstm_states(hc0, "(h0, c0)")
+    a = _validate.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr,
+                          reverse=reverse, lengths=lengths, batch_first=batch_first,
+                          training=training, num_threads=num_threads)
+    y, (h_n, c_n), steps = _forward(a, _lstm_step, (a.h0, a.c0))
+    cache = Cache(a, steps) if a.training else None
+    return _to_caller_layout(y, a.batch_first), (h_n, c_n), cache
+
+
+def lstm_backward(dy, dhc_n, cache):
+    """Gradients of lstm_forward: dict with x, h0, c0, w_ih, w_hh (and b_ih, b_hh,
+    w_peep, w_hr when they were given)."""
+    dy, dstate = _start_backward(cache, "lstm", dy, dhc_n)
+    return _backward(cache, dy, dstate, _lstm_step_backward)
