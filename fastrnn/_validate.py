@@ -14,6 +14,7 @@ import numpy as np
 # Gate count per cell. Gate order follows PyTorch: GRU r, z, n; LSTM i, f, g, o.
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_THREADS = 1 << 16
 
 
 @dataclass
@@ -87,14 +88,20 @@ def _flag(name, value):
     return bool(value)
 
 
+def check_nonlinearity(nonlinearity):
+    if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    return nonlinearity
+
+
 def check_num_threads(num_threads):
     """None or a positive int; returns it as a Python int or None."""
     if num_threads is None:
         return None
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, (int, np.integer)):
         raise TypeError(f"num_threads: expected a positive int or None, got {num_threads!r}")
-    if num_threads < 1:
-        raise ValueError(f"num_threads: expected a positive int or None, got {num_threads}")
+    if not 1 <= num_threads <= MAX_THREADS:
+        raise ValueError(f"num_threads: expected a positive int up to {MAX_THREADS} or None, got {num_threads}")
     return int(num_threads)
 
 
@@ -200,8 +207,10 @@ def lstm_states(hc, name="(h0, c0)"):
     """Split LSTM's state argument: None, or a 2-tuple whose items may be None."""
     if hc is None:
         return None, None
-    if not isinstance(hc, (tuple, list)) or len(hc) != 2:
+    if not isinstance(hc, (tuple, list)):
         raise TypeError(f"{name}: expected a tuple of 2 arrays (or None), got {type(hc).__name__}")
+    if len(hc) != 2:
+        raise TypeError(f"{name}: expected a tuple of 2 arrays (or None), got a {type(hc).__name__} of length {len(hc)}")
     return hc[0], hc[1]
 
 
@@ -234,3 +243,26 @@ def check_cache(cache, cell, cache_type):
         raise ValueError(f"cache: expected a cache from {cell}_forward, got one from {family}_forward")
     if cache.used:
         raise ValueError("cache: expected a fresh cache; this one was already consumed by a backward call")
+
+
+def start_backward(cache, family, dy, final_grads, cache_type):
+    """Check a backward call's cache, then its incoming gradients; returns
+    (dy (T, B, P), dstate) with dstate (dh_n,) or, for LSTM, (dh_n, dc_n).
+
+    `final_grads` is dh_n, or for LSTM the (dh_n, dc_n) argument (None or a pair);
+    None gradients become zeros. The cache is marked used only once every
+    argument is valid, so a refused call leaves it usable.
+    """
+    check_cache(cache, family, cache_type)
+    a = cache.args
+    dy = prepare_dy(dy, a)
+    if family == "lstm":
+        dh_n, dc_n = lstm_states(final_grads, "(dh_n, dc_n)")
+    else:
+        dh_n, dc_n = final_grads, None
+    meaning_h = "(B, P) like h_n" if a.P != a.H else "(B, H) like h_n"
+    dstate = (backward_input("dh_n", dh_n, (a.B, a.P), meaning_h, a.dtype),)
+    if family == "lstm":
+        dstate += (backward_input("dc_n", dc_n, (a.B, a.H), "(B, H) like c_n", a.dtype),)
+    cache.used = True
+    return dy, dstate

@@ -73,18 +73,13 @@ def _forward(a):
     return y, h_n, c_n, cache
 
 
-def _backward(cell, dy, dh_n, dc_n, cache):
-    V.check_cache(cache, cell, Cache)
+def _backward(cell, dy, final_grads, cache):
+    dy, dstate = V.start_backward(cache, cell, dy, final_grads, Cache)
     a = cache.args
-    dy = V.prepare_dy(dy, a)
-    dh_n = V.backward_input("dh_n", dh_n, (a.B, a.P), "(B, P) like h_n", a.dtype)
-    if cell == "lstm":
-        dc_n = V.backward_input("dc_n", dc_n, (a.B, a.H), "(B, H) like c_n", a.dtype)
-    cache.used = True
     dt, G, H = a.dtype, a.G, a.H
     d = _engine_args(a)
     d.update(cache.saved)
-    d.update(dy=dy, dh_n=dh_n, dc_n=dc_n if cell == "lstm" else None)
+    d.update(dy=dy, dh_n=dstate[0], dc_n=dstate[1] if cell == "lstm" else None)
     grads = {
         "x": np.empty((a.T, a.B, a.I), dt),
         "h0": np.empty((a.B, a.P), dt),
@@ -121,9 +116,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     w_hh (H, H), b_ih, b_hh (H,) or None. Returns y (T, B, H), h_n (B, H) and a
     cache for rnn_backward (None when training=False).
     """
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-    a = V.prepare("rnn_" + nonlinearity, x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+    a = V.prepare("rnn_" + V.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
                   lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
     y, h_n, _, cache = _forward(a)
     return y, h_n, cache
@@ -164,12 +157,12 @@ def rnn_backward(dy, dh_n, cache):
     Returns a dict of new arrays keyed like the forward's inputs: x, h0, w_ih,
     w_hh, and b_ih, b_hh when the forward had them.
     """
-    return _backward("rnn", dy, dh_n, None, cache)
+    return _backward("rnn", dy, dh_n, cache)
 
 
 def gru_backward(dy, dh_n, cache):
     """Gradients of gru_forward; see rnn_backward."""
-    return _backward("gru", dy, dh_n, None, cache)
+    return _backward("gru", dy, dh_n, cache)
 
 
 def lstm_backward(dy, dhc_n, cache):
@@ -177,5 +170,4 @@ def lstm_backward(dy, dhc_n, cache):
 
     Adds c0, and w_peep / w_hr when the forward used them, to rnn_backward's keys.
     """
-    dh_n, dc_n = V.lstm_states(dhc_n, "(dh_n, dc_n)")
-    return _backward("lstm", dy, dh_n, dc_n, cache)
+    return _backward("lstm", dy, dhc_n, cache)

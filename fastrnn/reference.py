@@ -151,26 +151,6 @@ def _backward(cache, dy, dstate, step_backward):
     return grads
 
 
-def _start_backward(cache, family, dy, final_grads):
-    """Check the cache, then the incoming gradients; returns (dy (T, B, P), dstate).
-
-    `final_grads` is dh_n, or for LSTM the (dh_n, dc_n) argument (None or a pair).
-    """
-    _validate.check_cache(cache, family, Cache)
-    a = cache.args
-    dy = _validate.prepare_dy(dy, a)
-    if family == "lstm":
-        dh_n, dc_n = _validate.lstm_states(final_grads, "(dh_n, dc_n)")
-    else:
-        dh_n, dc_n = final_grads, None
-    meaning_h = "(B, P) like h_n" if a.P != a.H else "(B, H) like h_n"
-    dstate = (_validate.backward_input("dh_n", dh_n, (a.B, a.P), meaning_h, a.dtype),)
-    if family == "lstm":
-        dstate += (_validate.backward_input("dc_n", dc_n, (a.B, a.H), "(B, H) like c_n", a.dtype),)
-    cache.used = True                                  # only once every argument is valid
-    return dy, dstate
-
-
 # ---------------------------------------------------------------------------
 # Vanilla RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)
 
@@ -199,9 +179,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
                 reverse=False, lengths=None, batch_first=False, training=True,
                 num_threads=None):
     """Elman RNN over a sequence. Returns (y, h_n, cache); cache is None unless training."""
-    if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-    a = _validate.prepare("rnn_" + nonlinearity, x, h0, None, w_ih, w_hh, b_ih, b_hh,
+    a = _validate.prepare("rnn_" + _validate.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh,
                           reverse=reverse, lengths=lengths, batch_first=batch_first,
                           training=training, num_threads=num_threads)
     y, (h_n,), steps = _forward(a, _rnn_step, (a.h0,))
@@ -211,7 +189,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
 
 def rnn_backward(dy, dh_n, cache):
     """Gradients of rnn_forward: dict with x, h0, w_ih, w_hh (and b_ih, b_hh if given)."""
-    dy, dstate = _start_backward(cache, "rnn", dy, dh_n)
+    dy, dstate = _validate.start_backward(cache, "rnn", dy, dh_n, Cache)
     return _backward(cache, dy, dstate, _rnn_step_backward)
 
 
@@ -292,7 +270,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=
 
 def gru_backward(dy, dh_n, cache):
     """Gradients of gru_forward: dict with x, h0, w_ih, w_hh (and b_ih, b_hh if given)."""
-    dy, dstate = _start_backward(cache, "gru", dy, dh_n)
+    dy, dstate = _validate.start_backward(cache, "gru", dy, dh_n, Cache)
     return _backward(cache, dy, dstate, _gru_step_backward)
 
 
@@ -372,5 +350,5 @@ def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=
 def lstm_backward(dy, dhc_n, cache):
     """Gradients of lstm_forward: dict with x, h0, c0, w_ih, w_hh (and b_ih, b_hh,
     w_peep, w_hr when they were given)."""
-    dy, dstate = _start_backward(cache, "lstm", dy, dhc_n)
+    dy, dstate = _validate.start_backward(cache, "lstm", dy, dhc_n, Cache)
     return _backward(cache, dy, dstate, _lstm_step_backward)
