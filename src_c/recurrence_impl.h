@@ -513,7 +513,7 @@ static int FN(backward)(const fr_seq *a)
     const real *w_hh = (const real *)a->w_hh;
     FN(phase) *ph = c.ph;
     /* Phases of a backward step. The products use transposed weights:
-     * W^real(n, k) = W(k, n), i.e. strides (1, row length). */
+     * W^T(n, k) = W(k, n), i.e. strides (1, row length). */
     switch (a->cell) {
     case FR_RNN_TANH: case FR_RNN_RELU:
         ph[0] = (FN(phase)){PH_B_RNN, H, 0, 0, NULL};
