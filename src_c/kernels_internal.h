@@ -18,12 +18,12 @@ typedef struct {
 /* The phases a recurrence step is made of (see recurrence_impl.h). */
 enum {
     /* forward */
-    PH_RNN,          /* h = act(xp + h W_hh^real + b_hh) */
-    PH_GRU_LBR,      /* all three gates from h W_hh^real; n = tanh(xp_n + r*(h W_hn^real + b_hn)) */
-    PH_GRU_RZ,       /* r, z from h W_hrz^real; saves r*h for the next phase */
-    PH_GRU_N,        /* n = tanh(xp_n + (r*h) W_hn^real + b_hn); h update */
-    PH_LSTM,         /* i, f, g, o from h W_hh^real; c and m = o*tanh(c) */
-    PH_PROJ,         /* h = m W_hr^real */
+    PH_RNN,          /* h = act(xp + h W_hh^T + b_hh) */
+    PH_GRU_LBR,      /* all three gates from h W_hh^T; n = tanh(xp_n + r*(h W_hn^T + b_hn)) */
+    PH_GRU_RZ,       /* r, z from h W_hrz^T; saves r*h for the next phase */
+    PH_GRU_N,        /* n = tanh(xp_n + (r*h) W_hn^T + b_hn); h update */
+    PH_LSTM,         /* i, f, g, o from h W_hh^T; c and m = o*tanh(c) */
+    PH_PROJ,         /* h = m W_hr^T */
     /* backward */
     PH_B_RNN,        /* dG = (dh + dy) * act' */
     PH_B_GRU,        /* dG for all gates (LBR form) */

@@ -484,7 +484,7 @@ static int FN(forward)(const fr_seq *a)
     c.tiles = p; p += n_tiles;
     for (int i = 0; i < c.n_phases; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
 
-    /* The input projection for all steps: xp = x W_ih^real + b_ih, one GEMM. */
+    /* The input projection for all steps: xp = x W_ih^T + b_ih, one GEMM. */
     real *xp = (real *)c.xp;
     for (size_t m = 0; m < (size_t)T_ * B; m++) memcpy(xp + m * GH, a->b_ih, (size_t)GH * sizeof(real));
     int rc = FN(gemm)(xp, GH, (const real *)a->x, I, 1, (const real *)a->w_ih, 1, I, T_ * B, GH, I, 1, a->n_threads);
@@ -561,17 +561,17 @@ static int FN(backward)(const fr_seq *a)
     c.dh_buf = p; p += (size_t)2 * B * P;
     if (lstm) { c.dc_buf = p; p += (size_t)2 * B * H; }
 
-    /* The carries start from the final-state gradients, in the slot step real-1 reads. */
+    /* The carries start from the final-state gradients, in the slot step T-1 reads. */
     memcpy(c.dh_buf, a->dh_n, (size_t)B * P * sizeof(real));
     if (lstm) memcpy(c.dc_buf, a->dc_n, (size_t)B * H * sizeof(real));
 
     FN(run_steps)(&c, src, 1, nthr);
 
-    int k_end = T_ & 1;     /* the slot written by the last step (or the initial one when real == 0) */
+    int k_end = T_ & 1;     /* the slot written by the last step (or the initial one when T == 0) */
     memcpy(a->dh0, c.dh_buf + (size_t)k_end * B * P, (size_t)B * P * sizeof(real));
     if (lstm) memcpy(a->dc0, c.dc_buf + (size_t)k_end * B * H, (size_t)B * H * sizeof(real));
 
-    /* The products hoisted out of the loop, over all real*B rows at once. */
+    /* The products hoisted out of the loop, over all T*B rows at once. */
     const int M = T_ * B, nth = a->n_threads;
     const real *x = (const real *)a->x;
     const real *states = (const real *)a->states;
