@@ -123,10 +123,10 @@ typedef struct {
     int n_phases;
     real *tiles;           /* per-thread (8, 4, VL) */
     /* forward */
-    const real *xp;        /* (real, B, G*H) */
+    const real *xp;        /* (T, B, G*H) */
     /* backward */
-    real *dgx, *dgh;       /* (real, B, G*H): gradients of the gate pre-activations (x side, h side) */
-    real *dhs;             /* (real, B, P) dh per step, projected LSTM (for dW_hr) */
+    real *dgx, *dgh;       /* (T, B, G*H): gradients of the gate pre-activations (x side, h side) */
+    real *dhs;             /* (T, B, P) dh per step, projected LSTM (for dW_hr) */
     real *dh_buf, *dc_buf; /* (2, B, P), (2, B, H) ping-pong carries */
 } FN(ctx);
 
@@ -376,7 +376,7 @@ static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
     st->xp = c->xp ? c->xp + (size_t)t * B * GH : NULL;
     st->y = a->y ? (real *)a->y + (size_t)t * B * P : NULL;
     if (backward) {
-        /* The carries ping-pong; step s of real-1..0 reads slot (real-1-s)&1. */
+        /* The carries ping-pong; step s of T-1..0 reads slot (T-1-s)&1. */
         int k = (T_ - 1 - s) & 1;
         st->dy = (const real *)a->dy + (size_t)t * B * P;
         st->dh = c->dh_buf + (size_t)k * B * P;
@@ -575,7 +575,7 @@ static int FN(backward)(const fr_seq *a)
     const int M = T_ * B, nth = a->n_threads;
     const real *x = (const real *)a->x;
     const real *states = (const real *)a->states;
-    const real *h_prev_all = a->reverse ? states + (size_t)B * P : states;   /* (real, B, P) by time */
+    const real *h_prev_all = a->reverse ? states + (size_t)B * P : states;   /* (T, B, P) by time */
     int rc = FN(gemm)((real *)a->dx, I, c.dgx, GH, 1, (const real *)a->w_ih, I, 1, M, I, GH, 0, nth);
     if (!rc) rc = FN(gemm)((real *)a->dw_ih, I, c.dgx, 1, GH, x, I, 1, GH, I, M, 0, nth);
     if (!rc && a->cell == FR_GRU && !a->lbr) {
