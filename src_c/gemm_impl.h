@@ -83,8 +83,16 @@ static void FN(gemm_micro)(real *c, long ldc, const real *ap, const real *bp, in
         }
 }
 
-static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const real *b, long rsb, long csb,
-                    int M, int N, int K, int beta, int n_threads)
+static size_t FN(gemm_bp_size)(int N, int K)
+{
+    return (size_t)((N + GEMM_NR - 1) / GEMM_NR) * (K > 0 ? K : 0) * GEMM_NR;
+}
+
+/* C = beta*C + A B with B packed into `bp` (gemm_bp_size elements): by this
+ * call when `pack`, else by an earlier call with the same B (so a product
+ * repeated over row chunks packs its weights once). */
+static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, const real *b, long rsb, long csb,
+                       real *bp, int pack, int M, int N, int K, int beta, int n_threads)
 {
     if (M <= 0 || N <= 0) return FR_OK;
     if (K <= 0) {
@@ -105,20 +113,17 @@ static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const 
     int nthr = n_threads < n_tasks ? n_threads : n_tasks;
     if (flops < 2e5) nthr = 1;
 
-    real *bp = (real *)fr_aligned_alloc((size_t)n_panels * K * GEMM_NR * sizeof(real));
     real *ap_all = (real *)fr_aligned_alloc((size_t)nthr * GEMM_MC * GEMM_KC * sizeof(real));
-    if (!bp || !ap_all) {
-        fr_aligned_free(bp);
-        fr_aligned_free(ap_all);
-        return FR_ENOMEM;
-    }
+    if (!ap_all) return FR_ENOMEM;
 
 #pragma omp parallel num_threads(nthr)
     {
         const int tid = fr_thread_id(), nt = fr_num_threads();
-        int j0 = (int)((long)n_panels * tid / nt), j1 = (int)((long)n_panels * (tid + 1) / nt);
-        FN(gemm_pack_b)(bp, b, rsb, csb, N, K, j0, j1);
-        fr_barrier();
+        if (pack) {
+            int j0 = (int)((long)n_panels * tid / nt), j1 = (int)((long)n_panels * (tid + 1) / nt);
+            FN(gemm_pack_b)(bp, b, rsb, csb, N, K, j0, j1);
+            fr_barrier();
+        }
         real *ap = ap_all + (size_t)tid * GEMM_MC * GEMM_KC;
         int t0 = (int)((long)n_tasks * tid / nt), t1 = (int)((long)n_tasks * (tid + 1) / nt);
         for (int task = t0; task < t1; task++) {
@@ -141,9 +146,21 @@ static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const 
             }
         }
     }
-    fr_aligned_free(bp);
     fr_aligned_free(ap_all);
     return FR_OK;
+}
+
+/* C = beta*C + A B for any strides: packs B, multiplies, frees. */
+static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const real *b, long rsb, long csb,
+                    int M, int N, int K, int beta, int n_threads)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+        return FN(gemm_bp)(c, ldc, a, rsa, csa, b, rsb, csb, NULL, 0, M, N, K, beta, n_threads);
+    real *bp = (real *)fr_aligned_alloc(FN(gemm_bp_size)(N, K) * sizeof(real));
+    if (!bp) return FR_ENOMEM;
+    int rc = FN(gemm_bp)(c, ldc, a, rsa, csa, b, rsb, csb, bp, 1, M, N, K, beta, n_threads);
+    fr_aligned_free(bp);
+    return rc;
 }
 
 /* out[n] (+)= sum_m A(m, n) * W(m, n) (W == NULL: weight 1), A(m, n) = a[m*rsa + n].

@@ -123,7 +123,8 @@ typedef struct {
     int n_phases;
     real *tiles;           /* per-thread (8, 4, VL) */
     /* forward */
-    const real *xp;        /* (T, B, G*H) */
+    const real *xp;        /* (Tc, B, G*H): the input projection of times xp_t0 .. xp_t0+Tc-1 */
+    int xp_t0;
     /* backward */
     real *dgx, *dgh;       /* (T, B, G*H): gradients of the gate pre-activations (x side, h side) */
     real *dhs;             /* (T, B, P) dh per step, projected LSTM (for dW_hr) */
@@ -152,8 +153,8 @@ static inline V FN(vone_minus_sq)(V v) { return 1 - v * v; }
 static inline V FN(vsig_grad)(V s) { return s * (1 - s); }
 
 /* The pointwise part of a phase for one batch row b and one block (n0, nv). */
-static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int b, int n0, int nv,
-                         const real *tile)
+static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c, const int id, const FN(step) *st,
+                                                               int b, int n0, int nv, const real *tile)
 {
     const fr_seq *a = c->a;
     const int H = c->H, P = c->P, GH = c->GH;
@@ -162,7 +163,7 @@ static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *
 #define LD(p) FN(vload_n)((p), nv)
 #define ST(p, v) FN(vstore_n)((p), (v), nv)
 #define TILE(g) FN(vload)(tile + (g) * VL)
-    switch (ph->id) {
+    switch (id) {
     case PH_RNN: {
         const real *xp = st->xp + (size_t)b * GH + n0;
         real *hn = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
@@ -177,7 +178,7 @@ static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *
         const real *hp = st->h_prev + (size_t)b * P + n0;
         real *g = st->gates + (size_t)b * 4 * H + n0;      /* r, z, n, hn (LBR) or r*h */
         real *hn_out = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
-        if (ph->id == PH_GRU_RZ) {
+        if (id == PH_GRU_RZ) {
             if (!act) { ST(g + 3 * H, zero); return; }
             V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
             V z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
@@ -186,7 +187,7 @@ static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *
         }
         if (!act) { ST(hn_out, LD(hp)); ST(y, zero); return; }
         V z, n;
-        if (ph->id == PH_GRU_LBR) {
+        if (id == PH_GRU_LBR) {
             V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
             z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
             V hn = TILE(2) + LD(c->b_hh + 2 * H + n0);
@@ -248,7 +249,7 @@ static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *
         real *dh = st->dh + (size_t)b * P + n0;
         if (!act) {
             ST(dgx, zero); ST(dgx + H, zero); ST(dgx + 2 * H, zero);
-            if (ph->id == PH_B_GRU) { ST(dgh, zero); ST(dgh + H, zero); ST(dgh + 2 * H, zero); }
+            if (id == PH_B_GRU) { ST(dgh, zero); ST(dgh + H, zero); ST(dgh + 2 * H, zero); }
             return;
         }
         const real *g = st->gates + (size_t)b * 4 * H + n0;
@@ -257,7 +258,7 @@ static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *
         V dn = d * (1 - z) * FN(vone_minus_sq)(n);
         V dz = d * (hp - n) * FN(vsig_grad)(z);
         ST(dgx + H, dz); ST(dgx + 2 * H, dn);
-        if (ph->id == PH_B_GRU) {
+        if (id == PH_B_GRU) {
             V r = LD(g);
             V dr = dn * LD(g + 3 * H) * FN(vsig_grad)(r);
             ST(dgx, dr); ST(dgh, dr); ST(dgh + H, dz); ST(dgh + 2 * H, dn * r);
@@ -323,6 +324,25 @@ static void FN(epilogue)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *
 #undef TILE
 }
 
+/* The epilogue of `rows` batch rows from r0, one loop per phase so that the
+ * compiler inlines the cell math and the CPU overlaps consecutive rows. */
+#define FR_EPI_CASE(ID) \
+    case ID: \
+        for (int r = 0; r < rows; r++) FN(epilogue)(c, ID, st, r0 + r, n0, nv, tile + (size_t)r * G * VL); \
+        return;
+static void FN(epilogue_rows)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int r0, int rows,
+                              int n0, int nv, const real *tile)
+{
+    const int G = ph->G;
+    switch (ph->id) {
+        FR_EPI_CASE(PH_RNN) FR_EPI_CASE(PH_GRU_LBR) FR_EPI_CASE(PH_GRU_RZ) FR_EPI_CASE(PH_GRU_N)
+        FR_EPI_CASE(PH_LSTM) FR_EPI_CASE(PH_PROJ) FR_EPI_CASE(PH_B_RNN) FR_EPI_CASE(PH_B_GRU)
+        FR_EPI_CASE(PH_B_GRU_ZN) FR_EPI_CASE(PH_B_GRU_R) FR_EPI_CASE(PH_B_LSTM) FR_EPI_CASE(PH_B_DY)
+        FR_EPI_CASE(PH_B_DH)
+    }
+}
+#undef FR_EPI_CASE
+
 /* This thread's blocks of one phase: product, then epilogue, row tile by row tile. */
 static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int tid, int nt)
 {
@@ -349,8 +369,7 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
         for (int r0 = 0; r0 < B; r0 += mr) {
             const int rows = B - r0 < mr ? B - r0 : mr;
             if (G) FN(mv)(tile, in + (size_t)r0 * ld, ld, wpb, K, G, rows, B);
-            for (int r = 0; r < rows; r++)
-                FN(epilogue)(c, ph, st, r0 + r, n0, nv, tile + (size_t)r * G * VL);
+            FN(epilogue_rows)(c, ph, st, r0, rows, n0, nv, tile);
         }
     }
 }
@@ -373,7 +392,7 @@ static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
     st->c_new = cells ? cells + next * B * H : NULL;
     st->gates = a->gates ? (real *)a->gates + tt * B * 4 * H : NULL;
     st->m = a->proj_in ? (real *)a->proj_in + tt * B * H : NULL;
-    st->xp = c->xp ? c->xp + (size_t)t * B * GH : NULL;
+    st->xp = c->xp ? c->xp + (size_t)(t - c->xp_t0) * B * GH : NULL;
     st->y = a->y ? (real *)a->y + (size_t)t * B * P : NULL;
     if (backward) {
         /* The carries ping-pong; step s of T-1..0 reads slot (T-1-s)&1. */
@@ -405,12 +424,14 @@ static int FN(threads_for)(const FN(ctx) *c, int n_threads)
  * cache) and runs all steps. `pack` lists the sources of ph[i].wp. */
 typedef struct { const real *w; long rs, cs; } FN(wsrc);
 
-static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int backward, int nthr)
+/* Runs processing steps [s0, s1) (backward: T-1-s0 down to T-s1). With
+ * `src`, first packs the phases' weights, each thread the blocks it owns. */
+static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int backward, int nthr)
 {
 #pragma omp parallel num_threads(nthr)
     {
         const int tid = fr_thread_id(), nt = fr_num_threads();
-        for (int i = 0; i < c->n_phases; i++) {
+        for (int i = 0; src && i < c->n_phases; i++) {
             FN(phase) *ph = &c->ph[i];
             if (!ph->G) continue;
             int nblk = (ph->N + VL - 1) / VL;
@@ -420,7 +441,7 @@ static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int backward, int nth
 #pragma omp barrier
         FN(step) st;
         memset(&st, 0, sizeof st);
-        for (int s = 0; s < c->T; s++) {
+        for (int s = s0; s < s1; s++) {
             FN(step_at)(c, backward ? c->T - 1 - s : s, backward, &st);
             for (int i = 0; i < c->n_phases; i++) {
                 FN(run_phase)(c, &c->ph[i], &st, tid, nt);
@@ -475,27 +496,41 @@ static int FN(forward)(const fr_seq *a)
         if (c.proj) { ph[1] = (FN(phase)){PH_PROJ, P, 1, H, NULL}; src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1}; c.n_phases = 2; }
     }
     int nthr = FN(threads_for)(&c, a->n_threads);
-    size_t n_xp = (size_t)T_ * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
+    /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
+     * Tc steps at a time, computed just before those steps need it: Tc is chosen
+     * so that xp stays in cache (about 1 MiB) instead of a T-long buffer. */
+    long per_step = (long)B * GH * (long)sizeof(real);
+    int Tc = per_step > 0 ? (int)((1L << 20) / per_step) : T_;
+    if (Tc > T_) Tc = T_;
+    if (Tc < 1) Tc = 1;
+    size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
+    size_t n_bp = FN(gemm_bp_size)(GH, I);
     for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
-    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed) * sizeof(real) + 64);
+    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp) * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
-    c.xp = p; p += n_xp;
+    real *xp = p; p += n_xp;
+    c.xp = xp;
     c.tiles = p; p += n_tiles;
     for (int i = 0; i < c.n_phases; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
-
-    /* The input projection for all steps: xp = x W_ih^T + b_ih, one GEMM. */
-    real *xp = (real *)c.xp;
-    for (size_t m = 0; m < (size_t)T_ * B; m++) memcpy(xp + m * GH, a->b_ih, (size_t)GH * sizeof(real));
-    int rc = FN(gemm)(xp, GH, (const real *)a->x, I, 1, (const real *)a->w_ih, 1, I, T_ * B, GH, I, 1, a->n_threads);
-    if (rc) { fr_aligned_free(work); return rc; }
+    real *bp = p;
 
     /* Initial states go where step 0 reads them. */
     size_t first = a->training && a->reverse ? (size_t)T_ : 0;
     memcpy((real *)a->states + first * B * P, a->h0, (size_t)B * P * sizeof(real));
     if (a->cell == FR_LSTM) memcpy((real *)a->cells + first * B * H, a->c0, (size_t)B * H * sizeof(real));
 
-    FN(run_steps)(&c, src, 0, nthr);
+    for (int s0 = 0; s0 < T_; s0 += Tc) {
+        int s1 = s0 + Tc < T_ ? s0 + Tc : T_;
+        int t_lo = a->reverse ? T_ - s1 : s0;           /* the chunk's times: t_lo .. t_lo + s1 - s0 - 1 */
+        int rows = (s1 - s0) * B;
+        for (int m = 0; m < rows; m++) memcpy(xp + (size_t)m * GH, a->b_ih, (size_t)GH * sizeof(real));
+        int rc = FN(gemm_bp)(xp, GH, (const real *)a->x + (size_t)t_lo * B * I, I, 1, (const real *)a->w_ih, 1, I,
+                             bp, s0 == 0, rows, GH, I, 1, a->n_threads);
+        if (rc) { fr_aligned_free(work); return rc; }
+        c.xp_t0 = t_lo;
+        FN(run_steps)(&c, s0 == 0 ? src : NULL, s0, s1, 0, nthr);
+    }
 
     size_t last = a->training ? (a->reverse ? 0 : (size_t)T_) : (size_t)(T_ & 1);
     memcpy(a->h_n, (real *)a->states + last * B * P, (size_t)B * P * sizeof(real));
@@ -565,7 +600,7 @@ static int FN(backward)(const fr_seq *a)
     memcpy(c.dh_buf, a->dh_n, (size_t)B * P * sizeof(real));
     if (lstm) memcpy(c.dc_buf, a->dc_n, (size_t)B * H * sizeof(real));
 
-    FN(run_steps)(&c, src, 1, nthr);
+    FN(run_steps)(&c, src, 0, T_, 1, nthr);
 
     int k_end = T_ & 1;     /* the slot written by the last step (or the initial one when T == 0) */
     memcpy(a->dh0, c.dh_buf + (size_t)k_end * B * P, (size_t)B * P * sizeof(real));
