@@ -8,6 +8,8 @@
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,fma")
 #endif
 
+#include <immintrin.h>
+#define FR_HAS_RCP14 1
 #define FR_VB 64
 #define FR_MV_ACC 24
 #define GEMM_MR 8

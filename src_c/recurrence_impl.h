@@ -1,9 +1,9 @@
 /* The recurrence driver, for one (dtype, ISA) instance: every cell, forward and
  * backward, runs through `run_steps`.
  *
- * A step is a short list of phases. A phase computes, for each block of VL
+ * A step is a short list of phases. A phase computes, for each block of BW
  * output units that this thread owns, an optional recurrent product
- *     tile[b][g][0:VL] = sum_k in[b][k] * Wp[blk][k][g][0:VL]
+ *     tile[b][g][0:BW] = sum_k in[b][k] * Wp[blk][k][g][0:BW]
  * from weights packed gate-interleaved (all G gates of a block contiguous), and
  * then the cell's pointwise math on that tile while it is in L1 (the
  * "epilogue"). Threads own fixed ranges of blocks for the whole sequence, so
@@ -85,20 +85,20 @@ static void FN(mv)(real *tile, const real *in, long ld, const real *wp, int K, i
 #undef FR_MV_CASES
 #undef FR_MV_CASE
 
-/* wp[blk][k][g][0:VL] = W(g*N + blk*VL + 0:VL, k), zero past N, for blocks
+/* wp[blk][k][g][0:BW] = W(g*N + blk*BW + 0:BW, k), zero past N, for blocks
  * [b0, b1); W(row, k) = w[row*rs + k*cs]. */
-static void FN(pack_gates)(real *wp, const real *w, long rs, long cs, int G, int N, int K, int b0, int b1)
+static void FN(pack_gates)(real *wp, const real *w, long rs, long cs, int G, int N, int K, int BW, int b0, int b1)
 {
     for (int blk = b0; blk < b1; blk++) {
-        real *dst = wp + (size_t)blk * K * G * VL;
-        int n0 = blk * VL, nv = N - n0 < VL ? N - n0 : VL;
+        real *dst = wp + (size_t)blk * K * G * BW;
+        int n0 = blk * BW, nv = N - n0 < BW ? N - n0 : BW;
         for (int k = 0; k < K; k++)
             for (int g = 0; g < G; g++) {
                 const real *src = w + (size_t)(g * N + n0) * rs + (size_t)k * cs;
                 int j = 0;
                 for (; j < nv; j++) dst[j] = src[(size_t)j * rs];
-                for (; j < VL; j++) dst[j] = 0;
-                dst += VL;
+                for (; j < BW; j++) dst[j] = 0;
+                dst += BW;
             }
     }
 }
@@ -110,7 +110,8 @@ typedef struct {
     int id;
     int N;              /* output units (H or P) */
     int G, K;           /* gates and reduction size of the product; G == 0: no product */
-    const real *wp;        /* packed weights (ceil(N/VL), K, G, VL) */
+    int nbv;               /* SIMD vectors per gate in a block: BW = nbv*VL units */
+    const real *wp;        /* packed weights (ceil(N/BW), K, G, BW) */
 } FN(phase);
 
 typedef struct {
@@ -154,7 +155,7 @@ static inline V FN(vsig_grad)(V s) { return s * (1 - s); }
 
 /* The pointwise part of a phase for one batch row b and one block (n0, nv). */
 static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c, const int id, const FN(step) *st,
-                                                               int b, int n0, int nv, const real *tile)
+                                                               int b, int n0, int nv, const real *tile, int gs)
 {
     const fr_seq *a = c->a;
     const int H = c->H, P = c->P, GH = c->GH;
@@ -162,7 +163,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
     const V zero = FN(vsplat)(0);
 #define LD(p) FN(vload_n)((p), nv)
 #define ST(p, v) FN(vstore_n)((p), (v), nv)
-#define TILE(g) FN(vload)(tile + (g) * VL)
+#define TILE(g) FN(vload)(tile + (g) * gs)
     switch (id) {
     case PH_RNN: {
         const real *xp = st->xp + (size_t)b * GH + n0;
@@ -328,12 +329,12 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
  * compiler inlines the cell math and the CPU overlaps consecutive rows. */
 #define FR_EPI_CASE(ID) \
     case ID: \
-        for (int r = 0; r < rows; r++) FN(epilogue)(c, ID, st, r0 + r, n0, nv, tile + (size_t)r * G * VL); \
+        for (int r = 0; r < rows; r++) FN(epilogue)(c, ID, st, r0 + r, n0, nv, tile + (size_t)r * G * BW, BW); \
         return;
 static void FN(epilogue_rows)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int r0, int rows,
                               int n0, int nv, const real *tile)
 {
-    const int G = ph->G;
+    const int G = ph->G, BW = ph->nbv * VL;
     switch (ph->id) {
         FR_EPI_CASE(PH_RNN) FR_EPI_CASE(PH_GRU_LBR) FR_EPI_CASE(PH_GRU_RZ) FR_EPI_CASE(PH_GRU_N)
         FR_EPI_CASE(PH_LSTM) FR_EPI_CASE(PH_PROJ) FR_EPI_CASE(PH_B_RNN) FR_EPI_CASE(PH_B_GRU)
@@ -347,10 +348,11 @@ static void FN(epilogue_rows)(const FN(ctx) *c, const FN(phase) *ph, const FN(st
 static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int tid, int nt)
 {
     const int B = c->B, N = ph->N, G = ph->G, K = ph->K;
-    const int nblk = (N + VL - 1) / VL;
+    const int BW = ph->nbv * VL, nblk = (N + BW - 1) / BW;
     const int b0 = (int)((long)nblk * tid / nt), b1 = (int)((long)nblk * (tid + 1) / nt);
     real *tile = c->tiles + (size_t)tid * 8 * 4 * VL;
-    const int mr = G ? FN(mv_rows_max)(G) : 8;
+    const int gv = G * ph->nbv;                                  /* vectors per k in a packed block */
+    const int mr = G ? FN(mv_rows_max)(gv) : 8;
     /* The product's input: (B, K) rows with stride ld. */
     const real *in = NULL;
     long ld = 0;
@@ -364,12 +366,15 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
     default: break;
     }
     for (int blk = b0; blk < b1; blk++) {
-        const int n0 = blk * VL, nv = N - n0 < VL ? N - n0 : VL;
-        const real *wpb = G ? ph->wp + (size_t)blk * K * G * VL : NULL;
+        const real *wpb = G ? ph->wp + (size_t)blk * K * G * BW : NULL;
         for (int r0 = 0; r0 < B; r0 += mr) {
             const int rows = B - r0 < mr ? B - r0 : mr;
-            if (G) FN(mv)(tile, in + (size_t)r0 * ld, ld, wpb, K, G, rows, B);
-            FN(epilogue_rows)(c, ph, st, r0, rows, n0, nv, tile);
+            if (G) FN(mv)(tile, in + (size_t)r0 * ld, ld, wpb, K, gv, rows, B);
+            for (int v = 0; v < ph->nbv; v++) {                 /* each SIMD vector of units */
+                const int n0 = blk * BW + v * VL, nv = N - n0 < VL ? N - n0 : VL;
+                if (nv <= 0) break;
+                FN(epilogue_rows)(c, ph, st, r0, rows, n0, nv, tile + (size_t)v * VL);
+            }
         }
     }
 }
@@ -434,8 +439,8 @@ static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int b
         for (int i = 0; src && i < c->n_phases; i++) {
             FN(phase) *ph = &c->ph[i];
             if (!ph->G) continue;
-            int nblk = (ph->N + VL - 1) / VL;
-            FN(pack_gates)((real *)ph->wp, src[i].w, src[i].rs, src[i].cs, ph->G, ph->N, ph->K,
+            int BW = ph->nbv * VL, nblk = (ph->N + BW - 1) / BW;
+            FN(pack_gates)((real *)ph->wp, src[i].w, src[i].rs, src[i].cs, ph->G, ph->N, ph->K, BW,
                            (int)((long)nblk * tid / nt), (int)((long)nblk * (tid + 1) / nt));
         }
 #pragma omp barrier
@@ -451,9 +456,20 @@ static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int b
     }
 }
 
+/* A phase of N output units whose product has G gates and reduction size K
+ * (G == 0: pointwise only). Products with few gates take several SIMD vectors
+ * of units per block, so the micro-kernel has 4 vectors per k to reuse each
+ * broadcast input on. */
+static FN(phase) FN(make_phase)(int id, int N, int G, int K)
+{
+    FN(phase) ph = {id, N, G, K, G == 1 ? 4 : G == 2 ? 2 : 1, NULL};
+    return ph;
+}
+
 static size_t FN(packed_size)(const FN(phase) *ph)
 {
-    return ph->G ? (size_t)((ph->N + VL - 1) / VL) * ph->K * ph->G * VL : 0;
+    int BW = ph->nbv * VL;
+    return ph->G ? (size_t)((ph->N + BW - 1) / BW) * ph->K * ph->G * BW : 0;
 }
 
 /* Fills c's fields shared by forward and backward. */
@@ -482,18 +498,18 @@ static int FN(forward)(const fr_seq *a)
     /* Phases of a forward step, and where their weights come from. */
     switch (a->cell) {
     case FR_RNN_TANH: case FR_RNN_RELU:
-        ph[0] = (FN(phase)){PH_RNN, H, 1, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; break;
+        ph[0] = FN(make_phase)(PH_RNN, H, 1, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; break;
     case FR_GRU:
-        if (a->lbr) { ph[0] = (FN(phase)){PH_GRU_LBR, H, 3, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; }
+        if (a->lbr) { ph[0] = FN(make_phase)(PH_GRU_LBR, H, 3, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; }
         else {
-            ph[0] = (FN(phase)){PH_GRU_RZ, H, 2, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1};
-            ph[1] = (FN(phase)){PH_GRU_N, H, 1, P, NULL}; src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, P, 1};
+            ph[0] = FN(make_phase)(PH_GRU_RZ, H, 2, P); src[0] = (FN(wsrc)){w_hh, P, 1};
+            ph[1] = FN(make_phase)(PH_GRU_N, H, 1, P); src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, P, 1};
             c.n_phases = 2;
         }
         break;
     default:
-        ph[0] = (FN(phase)){PH_LSTM, H, 4, P, NULL}; src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1;
-        if (c.proj) { ph[1] = (FN(phase)){PH_PROJ, P, 1, H, NULL}; src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1}; c.n_phases = 2; }
+        ph[0] = FN(make_phase)(PH_LSTM, H, 4, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1;
+        if (c.proj) { ph[1] = FN(make_phase)(PH_PROJ, P, 1, H); src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1}; c.n_phases = 2; }
     }
     int nthr = FN(threads_for)(&c, a->n_threads);
     /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
@@ -551,30 +567,30 @@ static int FN(backward)(const fr_seq *a)
      * W^T(n, k) = W(k, n), i.e. strides (1, row length). */
     switch (a->cell) {
     case FR_RNN_TANH: case FR_RNN_RELU:
-        ph[0] = (FN(phase)){PH_B_RNN, H, 0, 0, NULL};
-        ph[1] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[1] = (FN(wsrc)){w_hh, 1, P};
+        ph[0] = FN(make_phase)(PH_B_RNN, H, 0, 0);
+        ph[1] = FN(make_phase)(PH_B_DH, P, 1, GH); src[1] = (FN(wsrc)){w_hh, 1, P};
         c.n_phases = 2; break;
     case FR_GRU:
         if (a->lbr) {
-            ph[0] = (FN(phase)){PH_B_GRU, H, 0, 0, NULL};
-            ph[1] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[1] = (FN(wsrc)){w_hh, 1, P};
+            ph[0] = FN(make_phase)(PH_B_GRU, H, 0, 0);
+            ph[1] = FN(make_phase)(PH_B_DH, P, 1, GH); src[1] = (FN(wsrc)){w_hh, 1, P};
             c.n_phases = 2;
         } else {
-            ph[0] = (FN(phase)){PH_B_GRU_ZN, H, 0, 0, NULL};
-            ph[1] = (FN(phase)){PH_B_GRU_R, H, 1, H, NULL}; src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, 1, P};
-            ph[2] = (FN(phase)){PH_B_DH, P, 1, 2 * H, NULL}; src[2] = (FN(wsrc)){w_hh, 1, P};
+            ph[0] = FN(make_phase)(PH_B_GRU_ZN, H, 0, 0);
+            ph[1] = FN(make_phase)(PH_B_GRU_R, H, 1, H); src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, 1, P};
+            ph[2] = FN(make_phase)(PH_B_DH, P, 1, 2 * H); src[2] = (FN(wsrc)){w_hh, 1, P};
             c.n_phases = 3;
         }
         break;
     default:
         if (c.proj) {
-            ph[0] = (FN(phase)){PH_B_DY, P, 0, 0, NULL};
-            ph[1] = (FN(phase)){PH_B_LSTM, H, 1, P, NULL}; src[1] = (FN(wsrc)){(const real *)a->w_hr, 1, H};
-            ph[2] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[2] = (FN(wsrc)){w_hh, 1, P};
+            ph[0] = FN(make_phase)(PH_B_DY, P, 0, 0);
+            ph[1] = FN(make_phase)(PH_B_LSTM, H, 1, P); src[1] = (FN(wsrc)){(const real *)a->w_hr, 1, H};
+            ph[2] = FN(make_phase)(PH_B_DH, P, 1, GH); src[2] = (FN(wsrc)){w_hh, 1, P};
             c.n_phases = 3;
         } else {
-            ph[0] = (FN(phase)){PH_B_LSTM, H, 0, 0, NULL};
-            ph[1] = (FN(phase)){PH_B_DH, P, 1, GH, NULL}; src[1] = (FN(wsrc)){w_hh, 1, P};
+            ph[0] = FN(make_phase)(PH_B_LSTM, H, 0, 0);
+            ph[1] = FN(make_phase)(PH_B_DH, P, 1, GH); src[1] = (FN(wsrc)){w_hh, 1, P};
             c.n_phases = 2;
         }
     }
