@@ -55,6 +55,8 @@ def _shape_str(shape):
 
 def as_float_array(name, value, dtype=None):
     """`value` as an ndarray of float32/float64 (of `dtype` when given)."""
+    if type(value) is np.ndarray and value.dtype is dtype:      # the common case, checked cheaply
+        return value
     if isinstance(value, np.ndarray):
         arr = value
     else:

@@ -85,6 +85,37 @@ static void FN(mv)(real *tile, const real *in, long ld, const real *wp, int K, i
 #undef FR_MV_CASES
 #undef FR_MV_CASE
 
+/* sum_k x[k] * w[k], in a fixed order. */
+static inline real FN(dot)(const real *x, const real *w, int K)
+{
+    V acc0 = FN(vsplat)(0), acc1 = FN(vsplat)(0);
+    int k = 0;
+    for (; k + 2 * VL <= K; k += 2 * VL) {
+        acc0 += FN(vload)(x + k) * FN(vload)(w + k);
+        acc1 += FN(vload)(x + k + VL) * FN(vload)(w + k + VL);
+    }
+    for (; k < K; k += VL) acc0 += FN(vload_n)(x + k, K - k < VL ? K - k : VL) * FN(vload_n)(w + k, K - k < VL ? K - k : VL);
+    real lanes[VL], s = 0;
+    FN(vstore)(lanes, acc0 + acc1);
+    for (int j = 0; j < VL; j++) s += lanes[j];
+    return s;
+}
+
+/* The product of a phase for a few rows, straight from the unpacked weights
+ * (each output a dot product): when a call has only a handful of rows (a
+ * single streamed step), packing the weights would cost more than using them. */
+static void FN(mv_direct)(real *tile, const real *in, long ld, const real *w, long rs, int N, int K, int G, int BW,
+                          int n0, int rows)
+{
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < BW; j++) {
+                int n = n0 + j;
+                tile[((size_t)r * G + g) * BW + j] =
+                    n < N ? FN(dot)(in + (size_t)r * ld, w + (size_t)(g * N + n) * rs, K) : 0;
+            }
+}
+
 /* wp[blk][k][g][0:BW] = W(g*N + blk*BW + 0:BW, k), zero past N, for blocks
  * [b0, b1); W(row, k) = w[row*rs + k*cs]. */
 static void FN(pack_gates)(real *wp, const real *w, long rs, long cs, int G, int N, int K, int BW, int b0, int b1)
@@ -112,6 +143,8 @@ typedef struct {
     int G, K;           /* gates and reduction size of the product; G == 0: no product */
     int nbv;               /* SIMD vectors per gate in a block: BW = nbv*VL units */
     const real *wp;        /* packed weights (ceil(N/BW), K, G, BW) */
+    const real *w;         /* or, for a few rows, the weights as given: W(row, k) = w[row*rs + k] */
+    long rs;
 } FN(phase);
 
 typedef struct {
@@ -369,7 +402,8 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
         const real *wpb = G ? ph->wp + (size_t)blk * K * G * BW : NULL;
         for (int r0 = 0; r0 < B; r0 += mr) {
             const int rows = B - r0 < mr ? B - r0 : mr;
-            if (G) FN(mv)(tile, in + (size_t)r0 * ld, ld, wpb, K, gv, rows, B);
+            if (G && ph->w) FN(mv_direct)(tile, in + (size_t)r0 * ld, ld, ph->w, ph->rs, N, K, G, BW, blk * BW, rows);
+            else if (G) FN(mv)(tile, in + (size_t)r0 * ld, ld, wpb, K, gv, rows, B);
             for (int v = 0; v < ph->nbv; v++) {                 /* each SIMD vector of units */
                 const int n0 = blk * BW + v * VL, nv = N - n0 < VL ? N - n0 : VL;
                 if (nv <= 0) break;
@@ -462,7 +496,7 @@ static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int b
  * broadcast input on. */
 static FN(phase) FN(make_phase)(int id, int N, int G, int K)
 {
-    FN(phase) ph = {id, N, G, K, G == 1 ? 4 : G == 2 ? 2 : 1, NULL};
+    FN(phase) ph = {id, N, G, K, G == 1 ? 4 : G == 2 ? 2 : 1, NULL, NULL, 0};
     return ph;
 }
 
@@ -511,7 +545,11 @@ static int FN(forward)(const fr_seq *a)
         ph[0] = FN(make_phase)(PH_LSTM, H, 4, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1;
         if (c.proj) { ph[1] = FN(make_phase)(PH_PROJ, P, 1, H); src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1}; c.n_phases = 2; }
     }
-    int nthr = FN(threads_for)(&c, a->n_threads);
+    /* A handful of rows in all (a single streamed step): use the weights as given. */
+    const int direct = (long)T_ * B <= 4;
+    if (direct)
+        for (int i = 0; i < c.n_phases; i++) { ph[i].w = src[i].w; ph[i].rs = src[i].rs; }
+    int nthr = direct ? 1 : FN(threads_for)(&c, a->n_threads);
     /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
      * Tc steps at a time, computed just before those steps need it: Tc is chosen
      * so that xp stays in cache (about 1 MiB) instead of a T-long buffer. */
@@ -521,14 +559,15 @@ static int FN(forward)(const fr_seq *a)
     if (Tc < 1) Tc = 1;
     size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
     size_t n_bp = FN(gemm_bp_size)(GH, I);
-    for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
+    for (int i = 0; i < c.n_phases && !direct; i++) n_packed += FN(packed_size)(&ph[i]);
+    if (direct) n_bp = 0;
     real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp) * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
     real *xp = p; p += n_xp;
     c.xp = xp;
     c.tiles = p; p += n_tiles;
-    for (int i = 0; i < c.n_phases; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
+    for (int i = 0; i < c.n_phases && !direct; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
     real *bp = p;
 
     /* Initial states go where step 0 reads them. */
@@ -541,6 +580,14 @@ static int FN(forward)(const fr_seq *a)
         int t_lo = a->reverse ? T_ - s1 : s0;           /* the chunk's times: t_lo .. t_lo + s1 - s0 - 1 */
         int rows = (s1 - s0) * B;
         for (int m = 0; m < rows; m++) memcpy(xp + (size_t)m * GH, a->b_ih, (size_t)GH * sizeof(real));
+        if (direct) {
+            const real *x = (const real *)a->x + (size_t)t_lo * B * I, *w_ih = (const real *)a->w_ih;
+            for (int m = 0; m < rows; m++)
+                for (int n = 0; n < GH; n++) xp[(size_t)m * GH + n] += FN(dot)(x + (size_t)m * I, w_ih + (size_t)n * I, I);
+            c.xp_t0 = t_lo;
+            FN(run_steps)(&c, NULL, s0, s1, 0, 1);
+            continue;
+        }
         int rc = FN(gemm_bp)(xp, GH, (const real *)a->x + (size_t)t_lo * B * I, I, 1, (const real *)a->w_ih, 1, I,
                              bp, s0 == 0, rows, GH, I, 1, a->n_threads);
         if (rc) { fr_aligned_free(work); return rc; }
