@@ -150,15 +150,26 @@ static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, con
     return FR_OK;
 }
 
-/* C = beta*C + A B for any strides: packs B, multiplies, frees. */
+/* C = beta*C + A B for any strides: packs B, multiplies, frees. A long K (the
+ * T*B rows of a weight gradient) goes in slices of whole KC blocks, so the
+ * packed copy of B stays small; the sums keep the same order. */
 static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const real *b, long rsb, long csb,
                     int M, int N, int K, int beta, int n_threads)
 {
     if (M <= 0 || N <= 0 || K <= 0)
         return FN(gemm_bp)(c, ldc, a, rsa, csa, b, rsb, csb, NULL, 0, M, N, K, beta, n_threads);
-    real *bp = (real *)fr_aligned_alloc(FN(gemm_bp_size)(N, K) * sizeof(real));
+    long per_k = (long)FN(gemm_bp_size)(N, 1) * (long)sizeof(real);
+    long slice = ((4L << 20) / per_k) / GEMM_KC * GEMM_KC;
+    if (slice < GEMM_KC) slice = GEMM_KC;
+    if (slice > K) slice = K;
+    real *bp = (real *)fr_aligned_alloc(FN(gemm_bp_size)(N, (int)slice) * sizeof(real));
     if (!bp) return FR_ENOMEM;
-    int rc = FN(gemm_bp)(c, ldc, a, rsa, csa, b, rsb, csb, bp, 1, M, N, K, beta, n_threads);
+    int rc = FR_OK;
+    for (long k0 = 0; k0 < K && rc == FR_OK; k0 += slice) {
+        int kc = (int)(K - k0 < slice ? K - k0 : slice);
+        rc = FN(gemm_bp)(c, ldc, a + k0 * csa, rsa, csa, b + k0 * rsb, rsb, csb, bp, 1, M, N, kc,
+                         beta || k0 > 0, n_threads);
+    }
     fr_aligned_free(bp);
     return rc;
 }
