@@ -110,6 +110,7 @@ GEMM_SHAPES = [(64, 50, 256, 512), (128, 50, 512, 1024)]                 # LSTM 
 VERIFY_TOL = 1e-3          # max |a - b| / max |oracle|, float32
 REFERENCE_MAX_GFLOP = 5.0  # without a peer, fastrnn.reference checks only rows this small
 SAMPLE = 1 << 16           # elements kept per array for the cross-process check
+BUSY_WARN = 0.15           # CPU busy fraction (all cores, 1 s before the start) that makes the report warn
 BATCH_S = 1e-3             # calls faster than this are timed in batches of about this long
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
@@ -938,6 +939,21 @@ def fma_peak(threads, verbose=False):
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def cpu_busy(seconds=1.0):
+    """Fraction of all CPUs' time spent not idle over the next `seconds` (None without /proc/stat)."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)   # total, idle + iowait
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, 1.0 - (i1 - i0) / max(t1 - t0, 1))
+
+
 def machine_info():
     cpu = platform.processor() or platform.machine()
     try:
@@ -1056,8 +1072,10 @@ def md_header(report):
     lines = ["# fastrnn vs peers", ""]
     caches = ", ".join(f"{k} {v}" for k, v in m.get("caches", {}).items())
     lines.append(f"- CPU: {m['cpu']} ({m['cores']} cores available{'; ' + caches if caches else ''}), "
-                 f"load average {m['load average']}")
-    lines.append(f"- threads: {', '.join(str(r['threads']) for r in report['runs']) or '-'}; "
+                 f"load average {m['load average']}"
+                 + (f", CPUs {100 * m['busy before']:.0f}% busy before the start"
+                    if m.get("busy before") is not None else ""))
+    lines.append(f"- threads: {', '.join(map(str, report['threads']))}; "
                  f"python {m['python']}, numpy {m['numpy']}")
     for name, v in report["versions"].items():
         if v is None:
@@ -1067,6 +1085,11 @@ def md_header(report):
             lines.append(f"- {name}: " + ", ".join(f"{k} {val}" for k, val in v.items()))
     if report.get("command"):
         lines.append(f"- command: `{report['command']}`")
+    busy = m.get("busy before")
+    if busy is not None and busy > BUSY_WARN:
+        lines.append(f"- **WARNING: the CPUs were {100 * busy:.0f}% busy just before the start: other "
+                     f"processes were using the cores, so these timings (multi-threaded ones most) "
+                     f"are unreliable**")
     lines += [
         f"- float32, time-major, zero initial state; median of >= {s['min_runs']} samples "
         f"({s['budget_s']:g} s budget per row and engine; 3 samples for calls slower than "
@@ -1222,9 +1245,9 @@ def evaluate_targets(report):
         if vals:
             worst = max(vals, key=lambda v: v[0])
             add(5, t, worst[0] < 10.0,
-                "single-step call (T=1, B=1, I=H=64): " + ", ".join(f"{CELL_NAMES[r.cell]} {v:.1f} µs"
+                "single-step call (T=1, B=1, I=H=64): " + ", ".join(f"{CELL_NAMES[r.cell]} {v:.2f} µs"
                                                                     for v, r in vals)
-                + f"; max {worst[0]:.1f} µs (target < 10 µs)")
+                + f"; max {worst[0]:.2f} µs (target < 10 µs)")
         else:
             add(5, t, None, "no overhead row timed")
     mem = report.get("memory")
@@ -1349,6 +1372,7 @@ def main(argv=None):
     budget = args.budget if args.budget is not None else (0.2 if args.quick else 1.0)
     min_runs = args.min_runs if args.min_runs is not None else (3 if args.quick else 5)
     info = machine_info()
+    info["busy before"] = cpu_busy()
     threads_list = args.threads or (sorted({info["cores"]}) if args.quick else sorted({1, info["cores"]}))
     rows = build_rows(args)
     if not rows:
@@ -1379,7 +1403,8 @@ def main(argv=None):
               and r.flops / 1e9 <= REFERENCE_MAX_GFLOP):
             oracle_of[r.key] = "reference"
 
-    command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + (sys.argv[1:] if argv is None else argv))
+    command = "python " + shlex.join([os.path.relpath(os.path.abspath(__file__))]
+                                     + (sys.argv[1:] if argv is None else list(argv)))
     report = {"machine": info, "command": command,
               "versions": {n: (p.get("versions") if p["available"] else None) for n, p in probes.items()},
               "unavailable": {n: p.get("error") for n, p in probes.items() if not p["available"]},
@@ -1388,7 +1413,7 @@ def main(argv=None):
               "settings": {"budget_s": budget, "min_runs": min_runs, "max_runs": args.max_runs,
                            "rounds": args.rounds, "fastrnn_module": args.fastrnn_module,
                            "verify_tol": VERIFY_TOL, "batch_s": BATCH_S},
-              "oracle_of": oracle_of, "runs": []}
+              "oracle_of": oracle_of, "threads": threads_list, "runs": []}
     md = []
     _emit(md_header(report), md)
     t_start = time.perf_counter()
@@ -1488,8 +1513,12 @@ def main(argv=None):
     _emit(md_targets(report, "Targets of issue 3 on the rows run here (computed)"), md)
     load_after = machine_info()["load average"]
     report["machine"]["load average after"] = load_after
+    report["machine"]["busy after"] = cpu_busy()
     report["elapsed_s"] = time.perf_counter() - t_start
-    _emit(["", f"load average after: {load_after}; {report['elapsed_s']:.0f} s"], md)
+    busy = report["machine"]["busy after"]
+    _emit(["", f"load average after: {load_after}"
+           + (f", CPUs {100 * busy:.0f}% busy after" if busy is not None else "")
+           + f"; {report['elapsed_s']:.0f} s"], md)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

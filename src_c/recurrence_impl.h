@@ -688,7 +688,8 @@ static int FN(backward)(const fr_seq *a)
         rc = FN(gemm)((real *)a->dw_hr, H, c.dhs, 1, P, (const real *)a->proj_in, H, 1, P, H, M, 0, nth);
     if (rc) { fr_aligned_free(work); return rc; }
     FN(colsum)((real *)a->db_ih, c.dgx, GH, NULL, 0, M, GH, 0, nth);
-    FN(colsum)((real *)a->db_hh, c.dgh, GH, NULL, 0, M, GH, 0, nth);
+    if (c.dgh != c.dgx) FN(colsum)((real *)a->db_hh, c.dgh, GH, NULL, 0, M, GH, 0, nth);
+    else memcpy(a->db_hh, a->db_ih, (size_t)GH * sizeof(real));     /* both biases add to the same sums */
     if (c.peep) {
         const real *cells = (const real *)a->cells;
         const real *c_prev_all = a->reverse ? cells + (size_t)B * H : cells;
