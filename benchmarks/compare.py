@@ -60,6 +60,11 @@ peak RSS during one training step minus the RSS just before it (VmHWM from
 /proc/self/status, the figure ru_maxrss reports, which unlike ru_maxrss can be
 reset; ru_maxrss where /proc is missing).
 
+The machine may be shared: the report gives how busy the CPUs were just before the
+start, and for each engine's worker the CPU time other processes used meanwhile (in
+cores); above 0.1 it warns that those timings are unreliable (with one core taken,
+a 2-thread run that synchronises every step can slow down a hundredfold).
+
 Adding an engine: write `prepare(row, data, threads) -> (step, outputs)` and a
 `versions()` function (and optionally `init(threads)` and `supports(row)`),
 register them in ENGINES and add the name to ENGINE_ORDER.
@@ -110,6 +115,7 @@ GEMM_SHAPES = [(64, 50, 256, 512), (128, 50, 512, 1024)]                 # LSTM 
 VERIFY_TOL = 1e-3          # max |a - b| / max |oracle|, float32
 REFERENCE_MAX_GFLOP = 5.0  # without a peer, fastrnn.reference checks only rows this small
 SAMPLE = 1 << 16           # elements kept per array for the cross-process check
+OTHERS_WARN = 0.1          # cores used by other processes during a worker that make the report warn
 BUSY_WARN = 0.15           # CPU busy fraction (all cores, 1 s before the start) that makes the report warn
 BATCH_S = 1e-3             # calls faster than this are timed in batches of about this long
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
@@ -876,8 +882,28 @@ def _worker_main(path_in, path_out):
 # Parent side
 
 
+def _cpu_jiffies():
+    """(all CPUs' non-idle time, in seconds) from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v) - v[3] - (v[4] if len(v) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_worker(spec, threads, verbose=False):
-    """Run `worker(spec)` in a fresh interpreter whose thread pools are capped to `threads`."""
+    """Run `worker(spec)` in a fresh interpreter whose thread pools are capped to `threads`.
+
+    The result's "others_cores" is the CPU time that other processes used while it ran, in
+    cores (all CPUs' busy time minus the worker's own CPU time, over the wall time): above
+    about 0.1 the timings of that worker competed with something else."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS"):
         env[var] = str(threads)
@@ -886,14 +912,19 @@ def run_worker(spec, threads, verbose=False):
         pin, pout = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         with open(pin, "w") as f:
             json.dump(spec, f)
+        busy0, own0, t0 = _cpu_jiffies(), _children_cpu(), time.perf_counter()
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", pin, pout],
                               env=env, capture_output=not verbose, text=True)
+        busy1, own1, t1 = _cpu_jiffies(), _children_cpu(), time.perf_counter()
         if proc.returncode != 0 or not os.path.exists(pout):
             msg = (proc.stderr or "").strip().splitlines()[-5:] if not verbose else []
             return {"engine": spec["engine"], "available": False,
                     "error": f"worker exited with {proc.returncode}: " + " | ".join(msg)}
         with open(pout) as f:
-            return json.load(f)
+            out = json.load(f)
+        if busy0 is not None and busy1 is not None:
+            out["others_cores"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(t1 - t0, 1e-9)
+        return out
 
 
 _FMA_BINARY = {}
@@ -1151,6 +1182,13 @@ def md_run(run, peers):
                 check = "unchecked"
             cells.append(check)
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    others = run.get("others_cores") or {}
+    if others:
+        noisy = {e: v for e, v in others.items() if v > OTHERS_WARN}
+        lines += ["", ("**WARNING: other processes competed for the cores during these runs; the "
+                       "timings of " + ", ".join(noisy) + " are unreliable.** " if noisy else "")
+                  + "CPU used by other processes while each engine ran (cores, worst round): "
+                  + ", ".join(f"{e} {v:.2f}" for e, v in others.items())]
     errs = {}
     for r in run["rows"]:
         for e, res in r["engines"].items():
@@ -1283,6 +1321,11 @@ def md_targets(report, title="Targets of issue 3 (computed from the rows above)"
         verdict = {True: "met", False: "**not met**", None: "not measured"}[o["met"]]
         lines.append(f"| {o['target']}. {TARGET_NAMES[o['target']]} | {o['threads'] or '-'} | {verdict} | "
                      f"{o['text']} |")
+    for run in report["runs"]:
+        noisy = [e for e, v in (run.get("others_cores") or {}).items() if v > OTHERS_WARN]
+        if noisy:
+            lines += ["", f"**At {run['threads']} thread(s) other processes competed with "
+                          f"{', '.join(noisy)}: verdicts from those timings are unreliable; rerun on an idle machine.**"]
     return lines
 
 
@@ -1426,7 +1469,7 @@ def main(argv=None):
             print(f"  [threads={threads}] FMA peak: {peak}", file=sys.stderr, flush=True)
             table = {r.key: {e: dict(c) for e, c in checks[r.key].items()} for r in rows}
             samples = {(e, r.key): [] for e in engines for r in rows}
-            inner = {}
+            inner, others = {}, {}
             for rnd in range(args.rounds):
                 first = ti == 0 and rnd == 0
                 order = list(engines)
@@ -1457,6 +1500,11 @@ def main(argv=None):
                     if not out.get("available"):
                         print(f"!! {eng} worker failed: {out.get('error')}", file=sys.stderr)
                         continue
+                    if "others_cores" in out:
+                        others[eng] = max(others.get(eng, 0.0), out["others_cores"])
+                        if out["others_cores"] > OTHERS_WARN:
+                            print(f"!! other processes used {out['others_cores']:.2f} cores while {eng} "
+                                  f"ran: its timings are unreliable", file=sys.stderr, flush=True)
                     for key, res in out["results"].items():
                         cell = table[key].setdefault(eng, {})
                         for k in ("max_err", "mismatch", "error", "unchecked", "oracle"):
@@ -1476,7 +1524,7 @@ def main(argv=None):
             for (eng, key), s in samples.items():
                 if s:
                     table[key].setdefault(eng, {})["stats"] = _stats(s)
-            run = {"threads": threads, "fma_peak": peak, "rows": []}
+            run = {"threads": threads, "fma_peak": peak, "others_cores": others, "rows": []}
             for r in rows:
                 eng_res = {e: {**table[r.key].get(e, {}), "samples_s": samples[(e, r.key)],
                                "calls_per_sample": inner.get((e, r.key))}

@@ -447,11 +447,13 @@ static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
     }
 }
 
-/* Threads worth using: one per ~32K multiply-adds of a step, at most one per block. */
+/* Threads worth using for the steps: each must get about 128K multiply-adds
+ * per step (a few microseconds), or the per-step barrier costs more than the
+ * split saves; and at most one per block of units. */
 static int FN(threads_for)(const FN(ctx) *c, int n_threads)
 {
     double fmas = (double)c->B * c->GH * c->P + (c->proj ? (double)c->B * c->P * c->H : 0);
-    int by_work = (int)(fmas / 32768.0);
+    int by_work = (int)(fmas / 131072.0);
     int nblk = ((c->P < c->H ? c->P : c->H) + VL - 1) / VL;
     int n = n_threads;
     if (n > by_work) n = by_work;
