@@ -85,35 +85,59 @@ static void FN(mv)(real *tile, const real *in, long ld, const real *wp, int K, i
 #undef FR_MV_CASES
 #undef FR_MV_CASE
 
-/* sum_k x[k] * w[k], in a fixed order. */
-static inline real FN(dot)(const real *x, const real *w, int K)
+/* The sum of a vector's lanes, pairwise in a fixed order. */
+static inline real FN(hsum)(V v)
 {
-    V acc0 = FN(vsplat)(0), acc1 = FN(vsplat)(0);
-    int k = 0;
-    for (; k + 2 * VL <= K; k += 2 * VL) {
-        acc0 += FN(vload)(x + k) * FN(vload)(w + k);
-        acc1 += FN(vload)(x + k + VL) * FN(vload)(w + k + VL);
-    }
-    for (; k < K; k += VL) acc0 += FN(vload_n)(x + k, K - k < VL ? K - k : VL) * FN(vload_n)(w + k, K - k < VL ? K - k : VL);
-    real lanes[VL], s = 0;
-    FN(vstore)(lanes, acc0 + acc1);
-    for (int j = 0; j < VL; j++) s += lanes[j];
-    return s;
+    real l[VL];
+    FN(vstore)(l, v);
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) l[i] += l[i + w];
+    return l[0];
 }
 
-/* The product of a phase for a few rows, straight from the unpacked weights
- * (each output a dot product): when a call has only a handful of rows (a
- * single streamed step), packing the weights would cost more than using them. */
+/* out[j] = sum_k x[k] * w[j*rs + k] for j < n (n <= 4): up to four dot
+ * products sharing the loads of x, each summed in a fixed order. */
+static inline void FN(dot4)(real *out, const real *x, const real *w, long rs, int K, int n)
+{
+    V acc[4] = {FN(vsplat)(0), FN(vsplat)(0), FN(vsplat)(0), FN(vsplat)(0)};
+    const real *wj[4];
+    for (int j = 0; j < 4; j++) wj[j] = w + (size_t)(j < n ? j : 0) * rs;
+    int k = 0;
+    for (; k + VL <= K; k += VL) {
+        V xv = FN(vload)(x + k);
+        for (int j = 0; j < 4; j++) acc[j] += xv * FN(vload)(wj[j] + k);
+    }
+    if (k < K) {
+        V xv = FN(vload_n)(x + k, K - k);
+        for (int j = 0; j < 4; j++) acc[j] += xv * FN(vload_n)(wj[j] + k, K - k);
+    }
+    for (int j = 0; j < n; j++) out[j] = FN(hsum)(acc[j]);
+}
+
+/* out[n] += sum_k x[k] * w[n*rs + k] for n < N: a GEMV on row-major weights. */
+static void FN(gemv_rows)(real *out, const real *x, const real *w, long rs, int N, int K)
+{
+    real d[4];
+    for (int n = 0; n < N; n += 4) {
+        int m = N - n < 4 ? N - n : 4;
+        FN(dot4)(d, x, w + (size_t)n * rs, rs, K, m);
+        for (int j = 0; j < m; j++) out[n + j] += d[j];
+    }
+}
+
+/* The product of a phase for a few rows, straight from the unpacked weights:
+ * when a call has only a handful of rows (a single streamed step), packing
+ * the weights would cost more than using them. */
 static void FN(mv_direct)(real *tile, const real *in, long ld, const real *w, long rs, int N, int K, int G, int BW,
                           int n0, int rows)
 {
     for (int r = 0; r < rows; r++)
-        for (int g = 0; g < G; g++)
-            for (int j = 0; j < BW; j++) {
-                int n = n0 + j;
-                tile[((size_t)r * G + g) * BW + j] =
-                    n < N ? FN(dot)(in + (size_t)r * ld, w + (size_t)(g * N + n) * rs, K) : 0;
-            }
+        for (int g = 0; g < G; g++) {
+            real *t = tile + ((size_t)r * G + g) * BW;
+            int nv = N - n0 < BW ? N - n0 : BW;
+            memset(t, 0, (size_t)BW * sizeof(real));
+            FN(gemv_rows)(t, in + (size_t)r * ld, w + (size_t)(g * N + n0) * rs, rs, nv, K);
+        }
 }
 
 /* wp[blk][k][g][0:BW] = W(g*N + blk*BW + 0:BW, k), zero past N, for blocks
@@ -159,6 +183,7 @@ typedef struct {
     /* forward */
     const real *xp;        /* (Tc, B, G*H): the input projection of times xp_t0 .. xp_t0+Tc-1 */
     int xp_t0;
+    int direct_x;          /* a streamed step: phase 0 computes xp from x itself */
     /* backward */
     real *dgx, *dgh;       /* (T, B, G*H): gradients of the gate pre-activations (x side, h side) */
     real *dhs;             /* (T, B, P) dh per step, projected LSTM (for dW_hr) */
@@ -400,6 +425,19 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
     }
     for (int blk = b0; blk < b1; blk++) {
         const real *wpb = G ? ph->wp + (size_t)blk * K * G * BW : NULL;
+        if (c->direct_x && ph == c->ph) {
+            /* A streamed step computes its input projection here too, each thread
+             * for the units it owns: xp = x W_ih^T + b_ih, every gate. */
+            const fr_seq *a = c->a;
+            const int H = c->H, I = a->I, n0 = blk * BW, nv = H - n0 < BW ? H - n0 : BW;
+            const real *x = (const real *)a->x + (size_t)st->t * B * I, *w_ih = (const real *)a->w_ih;
+            for (int b = 0; b < B; b++)
+                for (int g = 0; g < c->G; g++) {
+                    real *xp = (real *)st->xp + (size_t)b * c->GH + g * H + n0;
+                    memcpy(xp, (const real *)a->b_ih + g * H + n0, (size_t)nv * sizeof(real));
+                    FN(gemv_rows)(xp, x + (size_t)b * I, w_ih + (size_t)(g * H + n0) * I, I, nv, I);
+                }
+        }
         for (int r0 = 0; r0 < B; r0 += mr) {
             const int rows = B - r0 < mr ? B - r0 : mr;
             if (G && ph->w) FN(mv_direct)(tile, in + (size_t)r0 * ld, ld, ph->w, ph->rs, N, K, G, BW, blk * BW, rows);
@@ -551,14 +589,14 @@ static int FN(forward)(const fr_seq *a)
     const int direct = (long)T_ * B <= 4;
     if (direct)
         for (int i = 0; i < c.n_phases; i++) { ph[i].w = src[i].w; ph[i].rs = src[i].rs; }
-    int nthr = direct ? 1 : FN(threads_for)(&c, a->n_threads);
+    int nthr = FN(threads_for)(&c, a->n_threads);
     /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
      * Tc steps at a time, computed just before those steps need it: Tc is chosen
      * so that xp stays in cache (about 1 MiB) instead of a T-long buffer. */
     long per_step = (long)B * GH * (long)sizeof(real);
     int Tc = per_step > 0 ? (int)((1L << 20) / per_step) : T_;
     if (Tc > T_) Tc = T_;
-    if (Tc < 1) Tc = 1;
+    if (Tc < 1 || direct) Tc = T_ > 0 ? T_ : 1;
     size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
     size_t n_bp = FN(gemm_bp_size)(GH, I);
     for (int i = 0; i < c.n_phases && !direct; i++) n_packed += FN(packed_size)(&ph[i]);
@@ -581,15 +619,13 @@ static int FN(forward)(const fr_seq *a)
         int s1 = s0 + Tc < T_ ? s0 + Tc : T_;
         int t_lo = a->reverse ? T_ - s1 : s0;           /* the chunk's times: t_lo .. t_lo + s1 - s0 - 1 */
         int rows = (s1 - s0) * B;
-        for (int m = 0; m < rows; m++) memcpy(xp + (size_t)m * GH, a->b_ih, (size_t)GH * sizeof(real));
         if (direct) {
-            const real *x = (const real *)a->x + (size_t)t_lo * B * I, *w_ih = (const real *)a->w_ih;
-            for (int m = 0; m < rows; m++)
-                for (int n = 0; n < GH; n++) xp[(size_t)m * GH + n] += FN(dot)(x + (size_t)m * I, w_ih + (size_t)n * I, I);
             c.xp_t0 = t_lo;
-            FN(run_steps)(&c, NULL, s0, s1, 0, 1);
+            c.direct_x = 1;
+            FN(run_steps)(&c, NULL, s0, s1, 0, nthr);
             continue;
         }
+        for (int m = 0; m < rows; m++) memcpy(xp + (size_t)m * GH, a->b_ih, (size_t)GH * sizeof(real));
         int rc = FN(gemm_bp)(xp, GH, (const real *)a->x + (size_t)t_lo * B * I, I, 1, (const real *)a->w_ih, 1, I,
                              bp, s0 == 0, rows, GH, I, 1, a->n_threads);
         if (rc) { fr_aligned_free(work); return rc; }
