@@ -33,6 +33,16 @@ class Cache:
         return f"<fastrnn Cache {self.cell} T={a.T} B={a.B} I={a.I} H={a.H} P={a.P} used={self.used}>"
 
 
+def _empty(shape, dtype):
+    """np.empty, but starting on a 64-byte boundary: the kernels' SIMD rows then
+    never straddle two cache lines (NumPy's own arrays start 16 bytes past one)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(n + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + n].view(dtype).reshape(shape)
+
+
 def _engine_args(a):
     """The sizes, flags and input arrays of a SeqArgs, by the names of src_c's fr_seq."""
     zeros_bias = None
@@ -56,13 +66,13 @@ def _forward(a):
     steps = T + 1 if a.training else 2          # saved states, or a ping-pong pair
     slots = T if a.training else 1
     d = _engine_args(a)
-    d["y"] = y = np.empty((T, B, P), dt)
-    d["h_n"] = h_n = np.empty((B, P), dt)
-    d["c_n"] = c_n = np.empty((B, H), dt) if lstm else None
-    d["states"] = np.empty((steps, B, P), dt)
-    d["cells"] = np.empty((steps, B, H), dt) if lstm else None
-    d["gates"] = np.empty((slots, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
-    d["proj_in"] = np.empty((slots, B, H), dt) if a.w_hr is not None else None
+    d["y"] = y = _empty((T, B, P), dt)
+    d["h_n"] = h_n = _empty((B, P), dt)
+    d["c_n"] = c_n = _empty((B, H), dt) if lstm else None
+    d["states"] = _empty((steps, B, P), dt)
+    d["cells"] = _empty((steps, B, H), dt) if lstm else None
+    d["gates"] = _empty((slots, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
+    d["proj_in"] = _empty((slots, B, H), dt) if a.w_hr is not None else None
     _engine.forward(d)
     cache = None
     if a.training:
@@ -81,19 +91,19 @@ def _backward(cell, dy, final_grads, cache):
     d.update(cache.saved)
     d.update(dy=dy, dh_n=dstate[0], dc_n=dstate[1] if cell == "lstm" else None)
     grads = {
-        "x": np.empty((a.T, a.B, a.I), dt),
-        "h0": np.empty((a.B, a.P), dt),
-        "w_ih": np.empty((G * H, a.I), dt),
-        "w_hh": np.empty((G * H, a.P), dt),
-        "b_ih": np.empty(G * H, dt),
-        "b_hh": np.empty(G * H, dt),
+        "x": _empty((a.T, a.B, a.I), dt),
+        "h0": _empty((a.B, a.P), dt),
+        "w_ih": _empty((G * H, a.I), dt),
+        "w_hh": _empty((G * H, a.P), dt),
+        "b_ih": _empty(G * H, dt),
+        "b_hh": _empty(G * H, dt),
     }
     if cell == "lstm":
-        grads["c0"] = np.empty((a.B, H), dt)
+        grads["c0"] = _empty((a.B, H), dt)
     if a.w_peep is not None:
-        grads["w_peep"] = np.empty((3, H), dt)
+        grads["w_peep"] = _empty((3, H), dt)
     if a.w_hr is not None:
-        grads["w_hr"] = np.empty((a.P, H), dt)
+        grads["w_hr"] = _empty((a.P, H), dt)
     d.update(dx=grads["x"], dh0=grads["h0"], dc0=grads.get("c0"), dw_ih=grads["w_ih"],
              dw_hh=grads["w_hh"], db_ih=grads["b_ih"], db_hh=grads["b_hh"],
              dw_peep=grads.get("w_peep"), dw_hr=grads.get("w_hr"))
