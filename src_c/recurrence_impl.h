@@ -41,6 +41,9 @@ static inline __attribute__((always_inline)) void FN(mv_tile)(real *tile, const 
         for (int g = 0; g < G; g++) FN(vstore)(tile + ((size_t)r * G + g) * VL, acc[r][g]);
 }
 
+/* How far ahead (elements) the B=1 GEMV prefetches the weights it streams. */
+#define FR_PREFETCH 512
+
 /* The B=1 path: a GEMV streaming the packed weights once, with two
  * independent accumulator chains to hide the FMA latency. */
 static inline __attribute__((always_inline)) void FN(mv_row1)(real *tile, const real *in, const real *wp, int K,
@@ -52,6 +55,8 @@ static inline __attribute__((always_inline)) void FN(mv_row1)(real *tile, const 
     for (; k + 1 < K; k += 2) {
         real a0 = in[k], a1 = in[k + 1];
         const real *w0 = wp + (size_t)k * G * VL;
+        /* B=1 streams the weights once per step: keep the next lines on their way. */
+        for (int g = 0; g < 2 * G; g++) __builtin_prefetch(w0 + FR_PREFETCH + g * VL);
         for (int g = 0; g < G; g++) {
             acc0[g] += a0 * FN(vload)(w0 + g * VL);
             acc1[g] += a1 * FN(vload)(w0 + (G + g) * VL);
