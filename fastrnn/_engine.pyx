@@ -6,6 +6,7 @@ module only takes their addresses, fills an `fr_seq` and calls the kernels
 without the GIL. Nothing here validates, and nothing here is public.
 """
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 cimport numpy as cnp
 
@@ -76,43 +77,52 @@ cdef _check(int status):
         raise MemoryError("fastrnn: not enough memory for the kernel's work buffers")
 
 
-cdef void _fill(fr_seq *s, dict d) except *:
-    s.cell = CELLS[d["cell"]]
-    s.lbr = d["lbr"]
-    s.reverse = d["reverse"]
-    s.training = d["training"]
-    s.T = d["T"]; s.B = d["B"]; s.I = d["I"]; s.H = d["H"]; s.P = d["P"]
-    s.n_threads = d["n_threads"]
-    s.lengths = <const int64_t *>_addr(d.get("lengths"))
-    s.x = _addr(d.get("x")); s.h0 = _addr(d.get("h0")); s.c0 = _addr(d.get("c0"))
-    s.w_ih = _addr(d.get("w_ih")); s.w_hh = _addr(d.get("w_hh"))
-    s.b_ih = _addr(d.get("b_ih")); s.b_hh = _addr(d.get("b_hh"))
-    s.w_peep = _addr(d.get("w_peep")); s.w_hr = _addr(d.get("w_hr"))
-    s.y = <void *>_addr(d.get("y")); s.h_n = <void *>_addr(d.get("h_n")); s.c_n = <void *>_addr(d.get("c_n"))
-    s.states = <void *>_addr(d.get("states")); s.cells = <void *>_addr(d.get("cells"))
-    s.gates = <void *>_addr(d.get("gates")); s.proj_in = <void *>_addr(d.get("proj_in"))
-    s.dy = _addr(d.get("dy")); s.dh_n = _addr(d.get("dh_n")); s.dc_n = _addr(d.get("dc_n"))
-    s.dx = <void *>_addr(d.get("dx")); s.dh0 = <void *>_addr(d.get("dh0")); s.dc0 = <void *>_addr(d.get("dc0"))
-    s.dw_ih = <void *>_addr(d.get("dw_ih")); s.dw_hh = <void *>_addr(d.get("dw_hh"))
-    s.db_ih = <void *>_addr(d.get("db_ih")); s.db_hh = <void *>_addr(d.get("db_hh"))
-    s.dw_peep = <void *>_addr(d.get("dw_peep")); s.dw_hr = <void *>_addr(d.get("dw_hr"))
+cdef void _fill(fr_seq *s, object a, int n_threads, object b_ih, object b_hh) except *:
+    """The sizes, flags and inputs of a validated call (`_validate.SeqArgs`)."""
+    memset(s, 0, sizeof(fr_seq))
+    s.cell = CELLS[a.cell]
+    s.lbr = a.linear_before_reset
+    s.reverse = a.reverse
+    s.training = a.training
+    s.T = a.T; s.B = a.B; s.I = a.I; s.H = a.H; s.P = a.P
+    s.n_threads = n_threads
+    s.lengths = <const int64_t *>_addr(a.lengths)
+    s.x = _addr(a.x); s.h0 = _addr(a.h0); s.c0 = _addr(a.c0)
+    s.w_ih = _addr(a.w_ih); s.w_hh = _addr(a.w_hh)
+    s.b_ih = _addr(b_ih); s.b_hh = _addr(b_hh)
+    s.w_peep = _addr(a.w_peep); s.w_hr = _addr(a.w_hr)
 
 
-def forward(dict arrays):
-    """Run one forward pass; `arrays` holds the sizes, flags and arrays of fr_seq by name."""
+cdef void _fill_saved(fr_seq *s, object states, object cells, object gates, object proj_in):
+    s.states = <void *>_addr(states); s.cells = <void *>_addr(cells)
+    s.gates = <void *>_addr(gates); s.proj_in = <void *>_addr(proj_in)
+
+
+def forward(a, int n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in):
+    """One forward pass of validated args `a`; biases never None. The saved arrays
+    (states, cells, gates, proj_in) may all be None for inference."""
     cdef fr_seq s
-    _fill(&s, arrays)
-    cdef int dtype = _dtype_code(arrays["x"]), status
+    _fill(&s, a, n_threads, b_ih, b_hh)
+    _fill_saved(&s, states, cells, gates, proj_in)
+    s.y = <void *>_addr(y); s.h_n = <void *>_addr(h_n); s.c_n = <void *>_addr(c_n)
+    cdef int dtype = _dtype_code(a.x), status
     with nogil:
         status = fr_forward(dtype, &s)
     _check(status)
 
 
-def backward(dict arrays):
-    """Run one backward pass; like forward, plus the gradients in and out."""
+def backward(a, int n_threads, b_ih, b_hh, states, cells, gates, proj_in, dy, dh_n, dc_n,
+             dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep, dw_hr):
+    """One backward pass, from the forward's args and saved arrays and the incoming gradients."""
     cdef fr_seq s
-    _fill(&s, arrays)
-    cdef int dtype = _dtype_code(arrays["x"]), status
+    _fill(&s, a, n_threads, b_ih, b_hh)
+    _fill_saved(&s, states, cells, gates, proj_in)
+    s.dy = _addr(dy); s.dh_n = _addr(dh_n); s.dc_n = _addr(dc_n)
+    s.dx = <void *>_addr(dx); s.dh0 = <void *>_addr(dh0); s.dc0 = <void *>_addr(dc0)
+    s.dw_ih = <void *>_addr(dw_ih); s.dw_hh = <void *>_addr(dw_hh)
+    s.db_ih = <void *>_addr(db_ih); s.db_hh = <void *>_addr(db_hh)
+    s.dw_peep = <void *>_addr(dw_peep); s.dw_hr = <void *>_addr(dw_hr)
+    cdef int dtype = _dtype_code(a.x), status
     with nogil:
         status = fr_backward(dtype, &s)
     _check(status)

@@ -9,6 +9,8 @@ PyTorch's layout and gate order; see the README's table.
     y, (h_n, c_n), cache = lstm_forward(x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_peep=None, w_hr=None)
     grads = rnn_backward(dy, dh_n, cache)      # likewise gru_backward, lstm_backward(dy, (dh_n, dc_n), cache)
 """
+import math
+
 import numpy as np
 
 from . import _engine, _threads
@@ -34,50 +36,46 @@ class Cache:
 
 
 def _empty(shape, dtype):
-    """np.empty, but starting on a 64-byte boundary: the kernels' SIMD rows then
-    never straddle two cache lines (NumPy's own arrays start 16 bytes past one)."""
+    """np.empty; a large array starts on a 64-byte boundary, so that the kernels'
+    SIMD rows never straddle two cache lines (NumPy's own start 16 bytes past one).
+    Small arrays skip the alignment: it would cost more than it saves."""
     dtype = np.dtype(dtype)
-    n = int(np.prod(shape)) * dtype.itemsize
+    n = math.prod(shape) if isinstance(shape, tuple) else shape
+    n *= dtype.itemsize
+    if n < 1 << 16:
+        return np.empty(shape, dtype)
     raw = np.empty(n + 64, np.uint8)
-    start = -raw.ctypes.data % 64
+    start = -raw.__array_interface__["data"][0] % 64
     return raw[start:start + n].view(dtype).reshape(shape)
 
 
-def _engine_args(a):
-    """The sizes, flags and input arrays of a SeqArgs, by the names of src_c's fr_seq."""
-    zeros_bias = None
-    if a.b_ih is None or a.b_hh is None:
-        zeros_bias = np.zeros(a.G * a.H, a.dtype)
-    return {
-        "cell": a.cell, "lbr": int(a.linear_before_reset), "reverse": int(a.reverse),
-        "training": int(a.training), "T": a.T, "B": a.B, "I": a.I, "H": a.H, "P": a.P,
-        "n_threads": _threads.resolve(a.num_threads), "lengths": a.lengths,
-        "x": a.x, "h0": a.h0, "c0": a.c0, "w_ih": a.w_ih, "w_hh": a.w_hh,
-        "b_ih": zeros_bias if a.b_ih is None else a.b_ih,
-        "b_hh": zeros_bias if a.b_hh is None else a.b_hh,
-        "w_peep": a.w_peep, "w_hr": a.w_hr,
-    }
+def _biases(a):
+    """The two bias arrays for the kernels, zeros where the call has none."""
+    if a.b_ih is not None and a.b_hh is not None:
+        return a.b_ih, a.b_hh
+    zeros = np.zeros(a.G * a.H, a.dtype)
+    return (zeros if a.b_ih is None else a.b_ih), (zeros if a.b_hh is None else a.b_hh)
+
+
+_SAVED = ("states", "cells", "gates", "proj_in")
 
 
 def _forward(a):
     """Run the kernels for validated args; returns y (in the caller's layout), h_n, c_n, cache."""
     T, B, H, P, dt = a.T, a.B, a.H, a.P, a.dtype
     lstm = a.cell == "lstm"
-    steps = T + 1 if a.training else 2          # saved states, or a ping-pong pair
-    slots = T if a.training else 1
-    d = _engine_args(a)
-    d["y"] = y = _empty((T, B, P), dt)
-    d["h_n"] = h_n = _empty((B, P), dt)
-    d["c_n"] = c_n = _empty((B, H), dt) if lstm else None
-    d["states"] = _empty((steps, B, P), dt)
-    d["cells"] = _empty((steps, B, H), dt) if lstm else None
-    d["gates"] = _empty((slots, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
-    d["proj_in"] = _empty((slots, B, H), dt) if a.w_hr is not None else None
-    _engine.forward(d)
-    cache = None
-    if a.training:
-        saved = {k: d[k] for k in ("states", "cells", "gates", "proj_in")}
-        cache = Cache(a.cell, a, saved)
+    y = _empty((T, B, P), dt)
+    h_n = _empty((B, P), dt)
+    c_n = _empty((B, H), dt) if lstm else None
+    saved = dict.fromkeys(_SAVED)
+    if a.training:              # what backward reads; inference keeps one step inside the kernel
+        saved["states"] = _empty((T + 1, B, P), dt)
+        saved["cells"] = _empty((T + 1, B, H), dt) if lstm else None
+        saved["gates"] = _empty((T, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
+        saved["proj_in"] = _empty((T, B, H), dt) if a.w_hr is not None else None
+    b_ih, b_hh = _biases(a)
+    _engine.forward(a, _threads.resolve(a.num_threads), b_ih, b_hh, y, h_n, c_n, *saved.values())
+    cache = Cache(a.cell, a, saved) if a.training else None
     if a.batch_first:
         y = y.transpose(1, 0, 2)
     return y, h_n, c_n, cache
@@ -87,9 +85,6 @@ def _backward(cell, dy, final_grads, cache):
     dy, dstate = V.start_backward(cache, cell, dy, final_grads, Cache)
     a = cache.args
     dt, G, H = a.dtype, a.G, a.H
-    d = _engine_args(a)
-    d.update(cache.saved)
-    d.update(dy=dy, dh_n=dstate[0], dc_n=dstate[1] if cell == "lstm" else None)
     grads = {
         "x": _empty((a.T, a.B, a.I), dt),
         "h0": _empty((a.B, a.P), dt),
@@ -104,10 +99,11 @@ def _backward(cell, dy, final_grads, cache):
         grads["w_peep"] = _empty((3, H), dt)
     if a.w_hr is not None:
         grads["w_hr"] = _empty((a.P, H), dt)
-    d.update(dx=grads["x"], dh0=grads["h0"], dc0=grads.get("c0"), dw_ih=grads["w_ih"],
-             dw_hh=grads["w_hh"], db_ih=grads["b_ih"], db_hh=grads["b_hh"],
-             dw_peep=grads.get("w_peep"), dw_hr=grads.get("w_hr"))
-    _engine.backward(d)
+    b_ih, b_hh = _biases(a)
+    _engine.backward(a, _threads.resolve(a.num_threads), b_ih, b_hh, *cache.saved.values(),
+                     dy, dstate[0], dstate[1] if cell == "lstm" else None,
+                     grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
+                     grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
     cache.saved = None          # release the saved arrays; the cache is spent
     if a.batch_first:
         grads["x"] = grads["x"].transpose(1, 0, 2)

@@ -47,7 +47,8 @@ typedef struct {
     void *h_n;                  /* (B, P) */
     void *c_n;                  /* (B, H), LSTM */
 
-    /* saved by a training forward, read by backward (inference: one step of each) */
+    /* saved by a training forward, read by backward; an inference forward may
+     * pass states == NULL and the kernel keeps one step of each itself */
     void *states;               /* (T+1, B, P) training, (2, B, P) inference */
     void *cells;                /* (T+1, B, H) training, (2, B, H) inference, LSTM */
     void *gates;                /* (T, B, 4, H) training, (1, B, 4, H) inference; GRU, LSTM */

@@ -12,6 +12,12 @@
  *
  * Each output element is computed by exactly one thread in a fixed order, so
  * results are bit-identical for any thread count.
+ *
+ * Forward, the input projection x W_ih^T + b_ih is a GEMM over the rows of a
+ * chunk of steps, computed just before them so it is still in cache; a call of
+ * at most 4 rows in all (one streamed step) skips packing and multiplies the
+ * weights as given. Backward runs the steps in reverse, keeping every gate
+ * gradient, then forms dX, dW_ih, dW_hh (and dW_hr) as GEMMs over all T*B rows.
  */
 
 /* Accumulator registers the recurrent micro-kernel may use; rows per tile. */
@@ -93,11 +99,17 @@ static void FN(mv)(real *tile, const real *in, long ld, const real *wp, int K, i
 /* The sum of a vector's lanes, pairwise in a fixed order. */
 static inline real FN(hsum)(V v)
 {
+#if FR_HAS_RCP14 && FR_IS_F64
+    return _mm512_reduce_add_pd((__m512d)v);
+#elif FR_HAS_RCP14
+    return _mm512_reduce_add_ps((__m512)v);
+#else
     real l[VL];
     FN(vstore)(l, v);
     for (int w = VL / 2; w >= 1; w /= 2)
         for (int i = 0; i < w; i++) l[i] += l[i + w];
     return l[0];
+#endif
 }
 
 /* out[j] = sum_k x[k] * w[j*rs + k] for j < n (n <= 4): up to four dot
@@ -566,8 +578,10 @@ static void FN(ctx_init)(FN(ctx) *c, const fr_seq *a)
     c->proj = a->w_hr != NULL;
 }
 
-static int FN(forward)(const fr_seq *a)
+static int FN(forward)(const fr_seq *args)
 {
+    fr_seq s = *args;          /* inference may leave the per-step buffers to us */
+    const fr_seq *a = &s;
     FN(ctx) c;
     FN(wsrc) src[3] = {{0}};
     FN(ctx_init)(&c, a);
@@ -606,9 +620,18 @@ static int FN(forward)(const fr_seq *a)
     size_t n_bp = FN(gemm_bp_size)(GH, I);
     for (int i = 0; i < c.n_phases && !direct; i++) n_packed += FN(packed_size)(&ph[i]);
     if (direct) n_bp = 0;
-    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp) * sizeof(real) + 64);
+    /* Inference without caller buffers: one step of states, cells, gates, m. */
+    const int own_steps = !s.states;
+    size_t n_steps = own_steps ? (size_t)2 * B * P + (size_t)2 * B * H + (size_t)B * 4 * H + (size_t)B * H : 0;
+    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp + n_steps) * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
+    if (own_steps) {
+        s.states = p; p += (size_t)2 * B * P;
+        s.cells = a->cell == FR_LSTM ? p : NULL; p += (size_t)2 * B * H;
+        s.gates = a->cell == FR_GRU || a->cell == FR_LSTM ? p : NULL; p += (size_t)B * 4 * H;
+        s.proj_in = c.proj ? p : NULL; p += (size_t)B * H;
+    }
     real *xp = p; p += n_xp;
     c.xp = xp;
     c.tiles = p; p += n_tiles;
