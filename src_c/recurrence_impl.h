@@ -615,7 +615,8 @@ static int FN(forward)(const fr_seq *args)
     long per_step = (long)B * GH * (long)sizeof(real);
     int Tc = per_step > 0 ? (int)((1L << 20) / per_step) : T_;
     if (Tc > T_) Tc = T_;
-    if (Tc < 1 || direct) Tc = T_ > 0 ? T_ : 1;
+    if (Tc < 1) Tc = 1;
+    if (direct && T_ > 0) Tc = T_;
     size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
     size_t n_bp = FN(gemm_bp_size)(GH, I);
     for (int i = 0; i < c.n_phases && !direct; i++) n_packed += FN(packed_size)(&ph[i]);
