@@ -609,6 +609,14 @@ static int FN(forward)(const fr_seq *args)
     if (direct)
         for (int i = 0; i < c.n_phases; i++) { ph[i].w = src[i].w; ph[i].rs = src[i].rs; }
     int nthr = FN(threads_for)(&c, a->n_threads);
+    if (direct) {
+        /* A streamed step reads every weight once: worth a thread per 128 KiB of them. */
+        long n_w = (long)GH * (I + P) + (c.proj ? (long)P * H : 0);
+        int by_bytes = (int)(n_w * (long)sizeof(real) / (128L << 10));
+        nthr = a->n_threads < by_bytes ? a->n_threads : by_bytes;
+        if (nthr > (H + VL - 1) / VL) nthr = (H + VL - 1) / VL;
+        if (nthr < 1) nthr = 1;
+    }
     /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
      * Tc steps at a time, computed just before those steps need it: Tc is chosen
      * so that xp stays in cache (about 1 MiB) instead of a T-long buffer. */
