@@ -21,6 +21,17 @@ static void FN(gemm_pack_b)(real *bp, const real *b, long rsb, long csb, int N, 
     for (int j = j0; j < j1; j++) {
         real *dst = bp + (size_t)j * K * GEMM_NR;
         int n0 = j * GEMM_NR, nn = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+        if (rsb == 1 && csb != 1) {
+            /* columns of B are contiguous (B = W^T of a row-major W): read each once */
+            for (int k0 = 0; k0 < K; k0 += 64) {          /* 64 k at a time: the panel part stays in L1 */
+                int k1 = K - k0 < 64 ? K : k0 + 64;
+                for (int n = 0; n < GEMM_NR; n++) {
+                    const real *src = b + (size_t)(n0 + n) * csb;
+                    for (int k = k0; k < k1; k++) dst[(size_t)k * GEMM_NR + n] = n < nn ? src[k] : 0;
+                }
+            }
+            continue;
+        }
         for (int k = 0; k < K; k++) {
             const real *src = b + (size_t)k * rsb + (size_t)n0 * csb;
             int n = 0;

@@ -164,6 +164,20 @@ static void FN(pack_gates)(real *wp, const real *w, long rs, long cs, int G, int
     for (int blk = b0; blk < b1; blk++) {
         real *dst = wp + (size_t)blk * K * G * BW;
         int n0 = blk * BW, nv = N - n0 < BW ? N - n0 : BW;
+        if (cs == 1) {
+            /* rows of W are contiguous: read them along k, 64 k at a time so that
+             * the part of the block being written stays in L1 */
+            for (int k0 = 0; k0 < K; k0 += 64) {
+                int k1 = K - k0 < 64 ? K : k0 + 64;
+                for (int g = 0; g < G; g++)
+                    for (int j = 0; j < BW; j++) {
+                        real *d = dst + (size_t)g * BW + j;
+                        const real *src = w + (size_t)(g * N + n0 + j) * rs;
+                        for (int k = k0; k < k1; k++) d[(size_t)k * G * BW] = j < nv ? src[k] : 0;
+                    }
+            }
+            continue;
+        }
         for (int k = 0; k < K; k++)
             for (int g = 0; g < G; g++) {
                 const real *src = w + (size_t)(g * N + n0) * rs + (size_t)k * cs;
