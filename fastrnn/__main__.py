@@ -39,6 +39,7 @@ def demo(T=50, B=16, I=64, H=128):
             y, state, cache = fwd(x, None, w_ih, w_hh, b_ih, b_hh)
             return y, bwd(dy, None, cache)
 
+        run(F)                              # the first call also starts the thread pool
         t0 = time.perf_counter()
         y, grads = run(F)
         ms = (time.perf_counter() - t0) * 1e3
