@@ -47,8 +47,6 @@ def openmp_flags():
     if os.environ.get("FASTRNN_NO_OPENMP"):
         warnings.warn("fastrnn: FASTRNN_NO_OPENMP is set; building without OpenMP (serial kernels)")
         return [], []
-    if sys.platform == "win32":
-        return ["/openmp"], []
     candidates = [(["-fopenmp"], ["-fopenmp"])]
     if sys.platform == "darwin":
         candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
@@ -64,12 +62,10 @@ def openmp_flags():
 
 def extension():
     omp_c, omp_l = openmp_flags()
-    if sys.platform == "win32":
-        cflags = ["/O2"]
-    else:
-        # No fast-math flags: NaN and Inf must keep their meaning.
-        cflags = ["-O3", "-fno-math-errno", "-std=gnu11", "-Wno-unused-function"]
-        cflags += ["-march=native"] if os.environ.get("FASTRNN_NATIVE") else []  # opt-in, local builds only
+    # The kernels use GCC/Clang vector extensions: the compiler must be GCC or Clang
+    # (MinGW on Windows). No fast-math flags: NaN and Inf must keep their meaning.
+    cflags = ["-O3", "-fno-math-errno", "-std=gnu11", "-Wno-unused-function"]
+    cflags += ["-march=native"] if os.environ.get("FASTRNN_NATIVE") else []  # opt-in, local builds only
     return Extension(
         "fastrnn._engine",
         sources=SOURCES,

@@ -55,7 +55,9 @@ cdef extern from "fastrnn.h" nogil:
     int fr_isa()
     const char *fr_isa_name(int isa)
     int fr_openmp_enabled()
-    int fr_block(int dtype)
+
+# The SIMD level is chosen once, here at import, before any kernel runs.
+fr_isa()
 
 # Cell codes of src_c/fastrnn.h, by the names _validate uses.
 CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3}
@@ -75,6 +77,8 @@ cdef int _dtype_code(object arr):
 cdef _check(int status):
     if status == FR_ENOMEM:
         raise MemoryError("fastrnn: not enough memory for the kernel's work buffers")
+    if status != FR_OK:
+        raise RuntimeError(f"fastrnn: kernel failed with status {status}")
 
 
 cdef void _fill(fr_seq *s, object a, int n_threads, object b_ih, object b_hh) except *:
@@ -151,7 +155,3 @@ def isa():
 def openmp_enabled():
     return bool(fr_openmp_enabled())
 
-
-def block_size(dtype):
-    """Hidden units per packed block (SIMD lanes) for a dtype."""
-    return fr_block(FR_F64 if dtype.itemsize == 8 else FR_F32)

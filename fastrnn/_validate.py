@@ -15,6 +15,7 @@ import numpy as np
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_THREADS = 1 << 16
+INT_MAX = (1 << 31) - 1        # the kernels count rows (T*B) and gate units (G*H) in C ints
 
 
 @dataclass
@@ -65,6 +66,8 @@ def as_float_array(name, value, dtype=None):
         except Exception as exc:  # e.g. ragged nested lists
             raise TypeError(f"{name}: expected an array of float32 or float64, "
                             f"got {type(value).__name__} ({exc})") from None
+    if arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8) and not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))     # byte order is a layout: copy to native
     if arr.dtype not in FLOAT_DTYPES:
         want = "float32 or float64" if dtype is None else str(dtype)
         raise TypeError(f"{name}: expected dtype {want}, got {arr.dtype}")
@@ -194,6 +197,10 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
         c0 = None
 
     lengths = _lengths(lengths, T, B)
+    if T * B > INT_MAX:
+        raise ValueError(f"x: expected at most {INT_MAX} rows in all (T*B), got T={T}, B={B}")
+    if G * H > INT_MAX or I > INT_MAX or P > INT_MAX:
+        raise ValueError(f"w_ih: expected G*H, I and P each at most {INT_MAX}, got G*H={G * H}, I={I}, P={P}")
     c = _contiguous
     return SeqArgs(
         cell=cell, dtype=dtype, T=T, B=B, I=I, H=H, P=P, G=G,
@@ -252,8 +259,9 @@ def start_backward(cache, family, dy, final_grads, cache_type):
     (dy (T, B, P), dstate) with dstate (dh_n,) or, for LSTM, (dh_n, dc_n).
 
     `final_grads` is dh_n, or for LSTM the (dh_n, dc_n) argument (None or a pair);
-    None gradients become zeros. The cache is marked used only once every
-    argument is valid, so a refused call leaves it usable.
+    None gradients become zeros. The caller marks the cache used (`cache.used =
+    True`) once its backward has succeeded, so a refused or failed call leaves it
+    usable.
     """
     check_cache(cache, family, cache_type)
     a = cache.args
@@ -266,5 +274,4 @@ def start_backward(cache, family, dy, final_grads, cache_type):
     dstate = (backward_input("dh_n", dh_n, (a.B, a.P), meaning_h, a.dtype),)
     if family == "lstm":
         dstate += (backward_input("dc_n", dc_n, (a.B, a.H), "(B, H) like c_n", a.dtype),)
-    cache.used = True
     return dy, dstate

@@ -104,6 +104,7 @@ def _backward(cell, dy, final_grads, cache):
                      dy, dstate[0], dstate[1] if cell == "lstm" else None,
                      grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
                      grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
+    cache.used = True
     cache.saved = None          # release the saved arrays; the cache is spent
     if a.batch_first:
         grads["x"] = grads["x"].transpose(1, 0, 2)

@@ -148,6 +148,7 @@ def _backward(cache, dy, dstate, step_backward):
         del grads["b_ih"]
     if a.b_hh is None:
         del grads["b_hh"]
+    cache.used = True                                  # a cache serves one backward call
     return grads
 
 

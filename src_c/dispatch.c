@@ -1,5 +1,8 @@
 /* Picks the kernels for this CPU once, and the small runtime helpers they share. */
 #include <stdlib.h>
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
 
 #include "kernels_internal.h"
 
@@ -60,7 +63,7 @@ static int chosen_isa = -1;
 
 int fr_isa(void)
 {
-    /* Set once, from the importing thread, before any kernel runs. */
+    /* Set once: fastrnn._engine calls this at import, before any kernel runs. */
     if (chosen_isa < 0) chosen_isa = choose_isa();
     return chosen_isa;
 }
@@ -79,7 +82,6 @@ static const fr_kernels *kernels(int dtype)
 
 int fr_forward(int dtype, const fr_seq *a) { return kernels(dtype)->forward(a); }
 int fr_backward(int dtype, const fr_seq *a) { return kernels(dtype)->backward(a); }
-int fr_block(int dtype) { return kernels(dtype)->block; }
 
 int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa, const void *b, long rsb, long csb,
             int M, int N, int K, int beta, int n_threads)

@@ -84,6 +84,5 @@ int fr_isa(void);               /* the instruction set the kernels dispatch to: 
 const char *fr_isa_name(int isa);
 int fr_isa_supported(int isa);
 int fr_openmp_enabled(void);
-int fr_block(int dtype);        /* hidden units per packed block (one SIMD vector) */
 
 #endif

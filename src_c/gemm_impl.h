@@ -1,5 +1,5 @@
 /* The GEMM behind every product hoisted out of the time loop, for one
- * (dtype, ISA) instance: the input projection X W_ih^real before the loop; dX,
+ * (dtype, ISA) instance: the input projection X W_ih^T before the loop; dX,
  * dW_ih, dW_hh, dW_hr after it.
  *
  * BLIS-style: B is packed once into panels of GEMM_NR columns (k-major), A is
@@ -101,9 +101,12 @@ static size_t FN(gemm_bp_size)(int N, int K)
 
 /* C = beta*C + A B with B packed into `bp` (gemm_bp_size elements): by this
  * call when `pack`, else by an earlier call with the same B (so a product
- * repeated over row chunks packs its weights once). */
+ * repeated over row chunks packs its weights once). `ap_ws`, when given, is the
+ * A-panel workspace for up to `ws_threads` threads (GEMM_APS elements each);
+ * without it the call allocates its own. */
+#define GEMM_APS ((size_t)GEMM_MC * GEMM_KC)
 static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, const real *b, long rsb, long csb,
-                       real *bp, int pack, int M, int N, int K, int beta, int n_threads)
+                       real *bp, int pack, int M, int N, int K, int beta, int n_threads, real *ap_ws, int ws_threads)
 {
     if (M <= 0 || N <= 0) return FR_OK;
     if (K <= 0) {
@@ -123,8 +126,9 @@ static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, con
     double flops = 2.0 * M * N * K;
     int nthr = n_threads < n_tasks ? n_threads : n_tasks;
     if (flops < 2e5) nthr = 1;
+    if (ap_ws && nthr > ws_threads) nthr = ws_threads;
 
-    real *ap_all = (real *)fr_aligned_alloc((size_t)nthr * GEMM_MC * GEMM_KC * sizeof(real));
+    real *ap_all = ap_ws ? ap_ws : (real *)fr_aligned_alloc((size_t)nthr * GEMM_APS * sizeof(real));
     if (!ap_all) return FR_ENOMEM;
 
 #pragma omp parallel num_threads(nthr)
@@ -157,7 +161,7 @@ static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, con
             }
         }
     }
-    fr_aligned_free(ap_all);
+    if (!ap_ws) fr_aligned_free(ap_all);
     return FR_OK;
 }
 
@@ -168,7 +172,7 @@ static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const 
                     int M, int N, int K, int beta, int n_threads)
 {
     if (M <= 0 || N <= 0 || K <= 0)
-        return FN(gemm_bp)(c, ldc, a, rsa, csa, b, rsb, csb, NULL, 0, M, N, K, beta, n_threads);
+        return FN(gemm_bp)(c, ldc, a, rsa, csa, b, rsb, csb, NULL, 0, M, N, K, beta, n_threads, NULL, 0);
     long per_k = (long)FN(gemm_bp_size)(N, 1) * (long)sizeof(real);
     long slice = ((4L << 20) / per_k) / GEMM_KC * GEMM_KC;
     if (slice < GEMM_KC) slice = GEMM_KC;
@@ -179,7 +183,7 @@ static int FN(gemm)(real *c, long ldc, const real *a, long rsa, long csa, const 
     for (long k0 = 0; k0 < K && rc == FR_OK; k0 += slice) {
         int kc = (int)(K - k0 < slice ? K - k0 : slice);
         rc = FN(gemm_bp)(c, ldc, a + k0 * csa, rsa, csa, b + k0 * rsb, rsb, csb, bp, 1, M, N, kc,
-                         beta || k0 > 0, n_threads);
+                         beta || k0 > 0, n_threads, NULL, 0);
     }
     fr_aligned_free(bp);
     return rc;

@@ -9,7 +9,7 @@
 #endif
 
 #include <immintrin.h>
-#define FR_HAS_RCP14 1      /* AVX-512 estimates and reductions in simd_impl.h, recurrence_impl.h */
+#define FR_AVX512 1      /* AVX-512 intrinsics may be used (simd_impl.h, recurrence_impl.h) */
 #define FR_VB 64
 #define FR_MV_ACC 24
 #define GEMM_MR 8

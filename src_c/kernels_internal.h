@@ -12,7 +12,6 @@ typedef struct {
     int (*backward)(const fr_seq *a);
     int (*gemm)(void *c, long ldc, const void *a, long rsa, long csa, const void *b, long rsb, long csb,
                 int M, int N, int K, int beta, int n_threads);
-    int block;                  /* SIMD lanes = hidden units per packed block */
 } fr_kernels;
 
 /* The phases a recurrence step is made of (see recurrence_impl.h). */

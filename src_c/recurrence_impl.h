@@ -8,13 +8,15 @@
  * then the cell's pointwise math on that tile while it is in L1 (the
  * "epilogue"). Threads own fixed ranges of blocks for the whole sequence, so
  * their slice of the packed weights stays in their cache; one OpenMP parallel
- * region spans all steps, with a barrier after each phase.
+ * region spans the steps (all of them backward, a chunk of them forward), with
+ * a barrier after each phase and no allocation inside.
  *
  * Each output element is computed by exactly one thread in a fixed order, so
  * results are bit-identical for any thread count.
  *
  * Forward, the input projection x W_ih^T + b_ih is a GEMM over the rows of a
- * chunk of steps, computed just before them so it is still in cache; a call of
+ * chunk of steps, computed just before them so it is still in cache (so the
+ * steps run as one parallel region per chunk, each after its GEMM); a call of
  * at most 4 rows in all (one streamed step) skips packing and multiplies the
  * weights as given. Backward runs the steps in reverse, keeping every gate
  * gradient, then forms dX, dW_ih, dW_hh (and dW_hr) as GEMMs over all T*B rows.
@@ -99,9 +101,9 @@ static void FN(mv)(real *tile, const real *in, long ld, const real *wp, int K, i
 /* The sum of a vector's lanes, pairwise in a fixed order. */
 static inline real FN(hsum)(V v)
 {
-#if FR_HAS_RCP14 && FR_IS_F64
+#if FR_AVX512 && FR_IS_F64
     return _mm512_reduce_add_pd((__m512d)v);
-#elif FR_HAS_RCP14
+#elif FR_AVX512
     return _mm512_reduce_add_ps((__m512)v);
 #else
     real l[VL];
@@ -204,7 +206,7 @@ typedef struct {
 
 typedef struct {
     const fr_seq *a;
-    int cell, lbr, B, H, P, G, GH, T;
+    int cell, B, H, P, G, GH, T;
     const real *b_hh;      /* (G*H,) */
     const real *peep;      /* (3, H) or NULL */
     int proj;
@@ -530,8 +532,7 @@ static int FN(threads_for)(const FN(ctx) *c, int n_threads)
     return n < 1 ? 1 : n;
 }
 
-/* Packs the phases' weights (each thread its own blocks, so they land in its
- * cache) and runs all steps. `pack` lists the sources of ph[i].wp. */
+/* Where a phase's weights come from: W(row, k) = w[row*rs + k*cs]. */
 typedef struct { const real *w; long rs, cs; } FN(wsrc);
 
 /* Runs processing steps [s0, s1) (backward: T-1-s0 down to T-s1). With
@@ -583,7 +584,6 @@ static void FN(ctx_init)(FN(ctx) *c, const fr_seq *a)
     memset(c, 0, sizeof *c);
     c->a = a;
     c->cell = a->cell;
-    c->lbr = a->lbr;
     c->T = a->T; c->B = a->B; c->H = a->H; c->P = a->P;
     c->G = a->cell == FR_LSTM ? 4 : a->cell == FR_GRU ? 3 : 1;
     c->GH = c->G * a->H;
@@ -641,12 +641,15 @@ static int FN(forward)(const fr_seq *args)
     if (direct && T_ > 0) Tc = T_;
     size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
     size_t n_bp = FN(gemm_bp_size)(GH, I);
+    /* The chunks' GEMM works in this call's buffer too: nothing is allocated per chunk. */
+    const int ap_threads = a->n_threads < 64 ? a->n_threads : 64;
+    size_t n_ap = direct ? 0 : (size_t)ap_threads * GEMM_APS;
     for (int i = 0; i < c.n_phases && !direct; i++) n_packed += FN(packed_size)(&ph[i]);
     if (direct) n_bp = 0;
     /* Inference without caller buffers: one step of states, cells, gates, m. */
     const int own_steps = !s.states;
     size_t n_steps = own_steps ? (size_t)2 * B * P + (size_t)2 * B * H + (size_t)B * 4 * H + (size_t)B * H : 0;
-    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp + n_steps) * sizeof(real) + 64);
+    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp + n_ap + n_steps) * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
     if (own_steps) {
@@ -659,6 +662,7 @@ static int FN(forward)(const fr_seq *args)
     c.xp = xp;
     c.tiles = p; p += n_tiles;
     for (int i = 0; i < c.n_phases && !direct; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
+    real *ap = p; p += n_ap;
     real *bp = p;
 
     /* Initial states go where step 0 reads them. */
@@ -678,7 +682,7 @@ static int FN(forward)(const fr_seq *args)
         }
         for (int m = 0; m < rows; m++) memcpy(xp + (size_t)m * GH, a->b_ih, (size_t)GH * sizeof(real));
         int rc = FN(gemm_bp)(xp, GH, (const real *)a->x + (size_t)t_lo * B * I, I, 1, (const real *)a->w_ih, 1, I,
-                             bp, s0 == 0, rows, GH, I, 1, a->n_threads);
+                             bp, s0 == 0, rows, GH, I, 1, a->n_threads, ap, ap_threads);
         if (rc) { fr_aligned_free(work); return rc; }
         c.xp_t0 = t_lo;
         FN(run_steps)(&c, s0 == 0 ? src : NULL, s0, s1, 0, nthr);

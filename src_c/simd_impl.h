@@ -99,11 +99,11 @@ static inline V FN(vexp)(V x)
  * two for double) bring it to the dtype's precision at a fraction of a divide. */
 static inline V FN(vrecip)(V d)
 {
-#if FR_HAS_RCP14 && FR_IS_F64
+#if FR_AVX512 && FR_IS_F64
     V r = (V)_mm512_rcp14_pd((__m512d)d);
     r = r * (2 - d * r);
     return r * (2 - d * r);
-#elif FR_HAS_RCP14
+#elif FR_AVX512
     V r = (V)_mm512_rcp14_ps((__m512)d);
     return r * (2 - d * r);
 #else

@@ -688,3 +688,29 @@ def test_default_threads_follow_omp_num_threads(omp, expected):
 @pytest.mark.parametrize("omp", [None, "", "0", "abc"], ids=["unset", "empty", "0", "abc"])
 def test_default_threads_without_a_usable_omp_num_threads(omp):
     assert _default_threads_in_subprocess(omp) == len(os.sched_getaffinity(0))
+
+
+# --- sizes beyond the kernels' int range, and byte order -------------------------------
+
+@pytest.mark.parametrize("mod", [pytest.param("functional"), pytest.param("reference")])
+def test_too_many_rows_is_refused_before_any_copy(mod):
+    import importlib
+    M = importlib.import_module("fastrnn." + mod)
+    T = 1 << 31                                   # T*B = 2**31 rows: one more than a C int holds
+    x = np.broadcast_to(np.zeros((1, 1, 1), np.float32), (T, 1, 1))   # no memory behind it
+    w_ih = np.zeros((2, 1), np.float32)
+    w_hh = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"^x: .*T\*B.*T=2147483648, B=1"):
+        M.rnn_forward(x, None, w_ih, w_hh)
+
+
+def test_big_endian_inputs_are_a_layout():
+    import fastrnn.functional as F
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    w_ih = rng.standard_normal((15, 3)).astype(np.float32)
+    w_hh = rng.standard_normal((15, 5)).astype(np.float32)
+    y, h, _ = F.gru_forward(x, None, w_ih, w_hh, training=False)
+    xb, wib, whb = (a.astype(a.dtype.newbyteorder(">")) for a in (x, w_ih, w_hh))
+    yb, hb, _ = F.gru_forward(xb, None, wib, whb, training=False)
+    assert yb.dtype == np.float32 and np.array_equal(y, yb) and np.array_equal(h, hb)
