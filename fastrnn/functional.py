@@ -8,6 +8,11 @@ PyTorch's layout and gate order; see the README's table.
     y, h_n, cache        = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, linear_before_reset=True)
     y, (h_n, c_n), cache = lstm_forward(x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_peep=None, w_hr=None)
     grads = rnn_backward(dy, dh_n, cache)      # likewise gru_backward, lstm_backward(dy, (dh_n, dc_n), cache)
+
+A cache keeps references to the forward's input arrays (copies only where a
+layout or dtype conversion was needed), as PyTorch's autograd does: change x
+or the weights in place between forward and backward and the gradients use
+the new values.
 """
 import math
 
