@@ -1226,6 +1226,17 @@ def _geomean(vals):
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
 
 
+def _ratio_summary(vals, floor):
+    """(rows below `floor`, text) for a list of (ratio, row): min, geometric mean, the rows below."""
+    worst = min(vals, key=lambda v: v[0])
+    below = sorted((v for v in vals if v[0] < floor), key=lambda v: v[0])
+    text = (f"min {worst[0]:.2f} ({worst[1].label}), geometric mean {_geomean([v for v, _ in vals]):.2f} "
+            f"over {len(vals)} rows; {len(below)} rows below {floor:.1f}")
+    if below:
+        text += ": " + ", ".join(f"{r.label} {v:.2f}" for v, r in below)
+    return below, text
+
+
 def evaluate_targets(report):
     """Issue 3's targets, computed from the numbers of `report`. A list of dicts:
     target, threads (or None), met (True/False/None when nothing measured), text."""
@@ -1240,26 +1251,16 @@ def evaluate_targets(report):
         # 1: at least as fast as the best peer on every row
         vals = [(d["vs_best"], row) for row, d in rows if "vs_best" in d]
         if vals:
-            worst = min(vals, key=lambda v: v[0])
-            below = [v for v in vals if v[0] < 1.0]
-            add(1, t, not below,
-                f"speed-up over the best peer: min {worst[0]:.2f} ({worst[1].label}), geometric mean "
-                f"{_geomean([v for v, _ in vals]):.2f} over {len(vals)} rows; {len(below)} rows below 1.0"
-                + (": " + ", ".join(f"{r.label} {v:.2f}" for v, r in sorted(below, key=lambda v: v[0]))
-                   if below else ""))
+            below, text = _ratio_summary(vals, 1.0)
+            add(1, t, not below, f"speed-up over the best peer: {text}")
         else:
             add(1, t, None, "no row with both fastrnn and a peer timed")
         # 2: >= 2x PyTorch on every GRU and RNN row, and every training row with B <= 16
         vals = [(d["vs_torch"], row) for row, d in rows if "vs_torch" in d and row.kind != "gemm"
                 and (row.cell in ("gru", "rnn_tanh") or (row.training and row.B <= 16))]
         if vals:
-            worst = min(vals, key=lambda v: v[0])
-            below = [v for v in vals if v[0] < 2.0]
-            add(2, t, not below,
-                f"speed-up over PyTorch on GRU/RNN rows and training rows with B <= 16: min {worst[0]:.2f} "
-                f"({worst[1].label}) over {len(vals)} rows; {len(below)} rows below 2.0"
-                + (": " + ", ".join(f"{r.label} {v:.2f}" for v, r in sorted(below, key=lambda v: v[0]))
-                   if below else ""))
+            below, text = _ratio_summary(vals, 2.0)
+            add(2, t, not below, f"speed-up over PyTorch on GRU/RNN rows and training rows with B <= 16: {text}")
         else:
             add(2, t, None, "no GRU/RNN or small-batch training row timed against PyTorch")
         # 3: >= 80% of the FMA peak for LSTM/GRU inference with B >= 64, and for the big GEMMs

@@ -435,6 +435,21 @@ static void FN(epilogue_rows)(const FN(ctx) *c, const FN(phase) *ph, const FN(st
 }
 #undef FR_EPI_CASE
 
+/* A streamed step computes its input projection in its first phase, each
+ * thread for the units [n0, n0 + n) it owns: xp = x W_ih^T + b_ih, every gate. */
+static void FN(project_units)(const FN(ctx) *c, const FN(step) *st, int n0, int n)
+{
+    const fr_seq *a = c->a;
+    const int B = c->B, H = c->H, I = a->I, nv = H - n0 < n ? H - n0 : n;
+    const real *x = (const real *)a->x + (size_t)st->t * B * I, *w_ih = (const real *)a->w_ih;
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < c->G; g++) {
+            real *xp = (real *)st->xp + (size_t)b * c->GH + g * H + n0;
+            memcpy(xp, (const real *)a->b_ih + g * H + n0, (size_t)nv * sizeof(real));
+            FN(gemv_rows)(xp, x + (size_t)b * I, w_ih + (size_t)(g * H + n0) * I, I, nv, I);
+        }
+}
+
 /* This thread's blocks of one phase: product, then epilogue, row tile by row tile. */
 static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int tid, int nt)
 {
@@ -458,19 +473,7 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
     }
     for (int blk = b0; blk < b1; blk++) {
         const real *wpb = G ? ph->wp + (size_t)blk * K * G * BW : NULL;
-        if (c->direct_x && ph == c->ph) {
-            /* A streamed step computes its input projection here too, each thread
-             * for the units it owns: xp = x W_ih^T + b_ih, every gate. */
-            const fr_seq *a = c->a;
-            const int H = c->H, I = a->I, n0 = blk * BW, nv = H - n0 < BW ? H - n0 : BW;
-            const real *x = (const real *)a->x + (size_t)st->t * B * I, *w_ih = (const real *)a->w_ih;
-            for (int b = 0; b < B; b++)
-                for (int g = 0; g < c->G; g++) {
-                    real *xp = (real *)st->xp + (size_t)b * c->GH + g * H + n0;
-                    memcpy(xp, (const real *)a->b_ih + g * H + n0, (size_t)nv * sizeof(real));
-                    FN(gemv_rows)(xp, x + (size_t)b * I, w_ih + (size_t)(g * H + n0) * I, I, nv, I);
-                }
-        }
+        if (c->direct_x && ph == c->ph) FN(project_units)(c, st, blk * BW, BW);
         for (int r0 = 0; r0 < B; r0 += mr) {
             const int rows = B - r0 < mr ? B - r0 : mr;
             if (G && ph->w) FN(mv_direct)(tile, in + (size_t)r0 * ld, ld, ph->w, ph->rs, N, K, G, BW, blk * BW, rows);
@@ -521,10 +524,12 @@ static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
 /* Threads worth using for the steps: each must get about 128K multiply-adds
  * per step (a few microseconds), or the per-step barrier costs more than the
  * split saves; and at most one per block of units. */
-static int FN(threads_for)(const FN(ctx) *c, int n_threads)
+static int FN(threads_for)(const FN(ctx) *c, int n_threads, int direct)
 {
     double fmas = (double)c->B * c->GH * c->P + (c->proj ? (double)c->B * c->P * c->H : 0);
-    int by_work = (int)(fmas / 131072.0);
+    double n_w = (double)c->GH * (c->a->I + c->P) + (c->proj ? (double)c->P * c->H : 0);
+    /* a streamed step (direct) reads every weight once: worth a thread per 128 KiB of them */
+    int by_work = direct ? (int)(n_w * sizeof(real) / (128 << 10)) : (int)(fmas / 131072.0);
     int nblk = ((c->P < c->H ? c->P : c->H) + VL - 1) / VL;
     int n = n_threads;
     if (n > by_work) n = by_work;
@@ -622,15 +627,7 @@ static int FN(forward)(const fr_seq *args)
     const int direct = (long)T_ * B <= 4;
     if (direct)
         for (int i = 0; i < c.n_phases; i++) { ph[i].w = src[i].w; ph[i].rs = src[i].rs; }
-    int nthr = FN(threads_for)(&c, a->n_threads);
-    if (direct) {
-        /* A streamed step reads every weight once: worth a thread per 128 KiB of them. */
-        long n_w = (long)GH * (I + P) + (c.proj ? (long)P * H : 0);
-        int by_bytes = (int)(n_w * (long)sizeof(real) / (128L << 10));
-        nthr = a->n_threads < by_bytes ? a->n_threads : by_bytes;
-        if (nthr > (H + VL - 1) / VL) nthr = (H + VL - 1) / VL;
-        if (nthr < 1) nthr = 1;
-    }
+    int nthr = FN(threads_for)(&c, a->n_threads, direct);
     /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
      * Tc steps at a time, computed just before those steps need it: Tc is chosen
      * so that xp stays in cache (about 1 MiB) instead of a T-long buffer. */
@@ -735,7 +732,7 @@ static int FN(backward)(const fr_seq *a)
         }
     }
     const int lstm = a->cell == FR_LSTM, gru_lbr = a->cell == FR_GRU && a->lbr;
-    int nthr = FN(threads_for)(&c, a->n_threads);
+    int nthr = FN(threads_for)(&c, a->n_threads, 0);
     size_t n_dg = (size_t)T_ * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
     for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
     size_t n_dhs = c.proj ? (size_t)T_ * B * P : 0;
