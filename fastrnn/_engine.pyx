@@ -8,6 +8,7 @@ without the GIL. Nothing here validates, and nothing here is public.
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
+import numpy as np
 cimport numpy as cnp
 
 cnp.import_array()
@@ -29,6 +30,7 @@ cdef extern from "fastrnn.h" nogil:
         const void *b_hh
         const void *w_peep
         const void *w_hr
+        const void *packed
         void *y
         void *h_n
         void *c_n
@@ -50,6 +52,8 @@ cdef extern from "fastrnn.h" nogil:
         void *dw_hr
     int fr_forward(int dtype, const fr_seq *a)
     int fr_backward(int dtype, const fr_seq *a)
+    size_t fr_packed_bytes(int dtype, const fr_seq *a)
+    int fr_pack(int dtype, const fr_seq *a, void *packed)
     int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa,
                 const void *b, long rsb, long csb, int M, int N, int K, int beta, int n_threads)
     int fr_isa()
@@ -102,11 +106,13 @@ cdef void _fill_saved(fr_seq *s, object states, object cells, object gates, obje
     s.gates = <void *>_addr(gates); s.proj_in = <void *>_addr(proj_in)
 
 
-def forward(a, int n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in):
+def forward(a, int n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in, packed):
     """One forward pass of validated args `a`; biases never None. The saved arrays
-    (states, cells, gates, proj_in) may all be None for inference."""
+    (states, cells, gates, proj_in) may all be None for inference; `packed` is a
+    buffer from `pack` for the same weights, or None."""
     cdef fr_seq s
     _fill(&s, a, n_threads, b_ih, b_hh)
+    s.packed = _addr(packed)
     _fill_saved(&s, states, cells, gates, proj_in)
     s.y = <void *>_addr(y); s.h_n = <void *>_addr(h_n); s.c_n = <void *>_addr(c_n)
     cdef int dtype = _dtype_code(a.x), status
@@ -130,6 +136,23 @@ def backward(a, int n_threads, b_ih, b_hh, states, cells, gates, proj_in, dy, dh
     with nogil:
         status = fr_backward(dtype, &s)
     _check(status)
+
+
+def pack(a, int n_threads):
+    """The forward weights of validated args `a` (x may be empty) packed into a
+    new 64-byte aligned uint8 buffer, for later `forward` calls."""
+    cdef fr_seq s
+    _fill(&s, a, n_threads, None, None)
+    cdef int dtype = _dtype_code(a.w_ih), status
+    cdef size_t n = fr_packed_bytes(dtype, &s)
+    raw = np.empty(n + 64, np.uint8)
+    start = -raw.__array_interface__["data"][0] % 64
+    buf = raw[start:start + n]
+    cdef void *p = <void *>_addr(buf)
+    with nogil:
+        status = fr_pack(dtype, &s, p)
+    _check(status)
+    return buf
 
 
 def gemm(c, a, b, bint accumulate, int n_threads):

@@ -212,6 +212,29 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
         linear_before_reset=linear_before_reset, num_threads=num_threads)
 
 
+def check_packed(packed, packed_type, family, a, sources):
+    """A forward's `packed` must come from `pack_weights` for this cell family, its
+    options, dtype and sizes, and from the very weight arrays of this call."""
+    if not isinstance(packed, packed_type):
+        raise TypeError(f"packed: expected the PackedWeights returned by pack_weights (or None), "
+                        f"got {type(packed).__name__}")
+    if packed.family != family:
+        raise ValueError(f"packed: expected weights packed for {family!r}, got weights packed for {packed.family!r}")
+    if family == "gru" and packed.linear_before_reset != a.linear_before_reset:
+        raise ValueError(f"packed: expected weights packed with linear_before_reset={a.linear_before_reset}, "
+                         f"got linear_before_reset={packed.linear_before_reset}")
+    if packed.dtype != a.dtype:
+        raise TypeError(f"packed: expected weights packed as {a.dtype} (the dtype of x), got {packed.dtype}")
+    if (packed.I, packed.H, packed.P) != (a.I, a.H, a.P):
+        raise ValueError(f"packed: expected weights packed for I={a.I}, H={a.H}, P={a.P}, "
+                         f"got I={packed.I}, H={packed.H}, P={packed.P}")
+    names = ("w_ih", "w_hh", "w_hr")
+    for name, mine, theirs in zip(names, packed.sources, sources):
+        if mine is not theirs:
+            raise ValueError(f"packed: expected weights packed from the {name} passed to this call, "
+                             f"got weights packed from another array; call pack_weights again")
+
+
 def lstm_states(hc, name="(h0, c0)"):
     """Split LSTM's state argument: None, or a 2-tuple whose items may be None."""
     if hc is None:

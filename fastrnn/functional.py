@@ -21,7 +21,8 @@ import numpy as np
 from . import _engine, _threads
 from . import _validate as V
 
-__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward", "lstm_forward", "lstm_backward"]
+__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward", "lstm_forward", "lstm_backward",
+           "pack_weights", "PackedWeights"]
 
 
 class Cache:
@@ -38,6 +39,58 @@ class Cache:
     def __repr__(self):
         a = self.args
         return f"<fastrnn Cache {self.cell} T={a.T} B={a.B} I={a.I} H={a.H} P={a.P} used={self.used}>"
+
+
+class PackedWeights:
+    """Forward weights packed once into the kernels' layout (see `pack_weights`).
+
+    It remembers which arrays it was packed from, and a forward given it checks
+    that it is called with those same arrays. It does not notice changes made to
+    them in place: pack again after changing the weights (the layers do).
+    """
+
+    __slots__ = ("family", "linear_before_reset", "dtype", "I", "H", "P", "sources", "buffer")
+
+    def __init__(self, family, linear_before_reset, a, sources, buffer):
+        self.family = family                    # "rnn", "gru" or "lstm"
+        self.linear_before_reset = linear_before_reset
+        self.dtype, self.I, self.H, self.P = a.dtype, a.I, a.H, a.P
+        self.sources = sources                  # the caller's (w_ih, w_hh, w_hr) objects
+        self.buffer = buffer                    # uint8, private layout
+
+    def __repr__(self):
+        return (f"<fastrnn PackedWeights {self.family} I={self.I} H={self.H} P={self.P} "
+                f"{self.dtype.name} {self.buffer.nbytes} bytes>")
+
+
+def pack_weights(family, w_ih, w_hh, *, w_hr=None, linear_before_reset=True, num_threads=None):
+    """Pack a layer's forward weights once, for many forward calls with `packed=`.
+
+    Every forward otherwise packs `w_ih` and `w_hh` (and `w_hr`) into the
+    kernels' blocked layout, which costs about as much as reading them a few
+    times: significant when a call has few rows (B=1 inference), none at all
+    when it has many. `family` is "rnn", "gru" or "lstm"; the arrays are those
+    the forward will be given (same objects). A call of at most 4 rows in all
+    (one streamed step) reads the weights as given and does not use the packing.
+    """
+    if family not in ("rnn", "gru", "lstm"):
+        raise ValueError(f"family: expected 'rnn', 'gru' or 'lstm', got {family!r}")
+    w = V.as_float_array("w_ih", w_ih)
+    if w.ndim != 2:
+        raise ValueError(f"w_ih: expected a 2-d array (G*H, I), got shape {V._shape_str(w.shape)}")
+    cell = "rnn_tanh" if family == "rnn" else family
+    a = V.prepare(cell, np.zeros((0, 0, w.shape[1]), w.dtype), None, None, w_ih, w_hh, None, None,
+                  w_hr=w_hr, linear_before_reset=linear_before_reset, training=False, num_threads=num_threads)
+    buffer = _engine.pack(a, _threads.resolve(a.num_threads))
+    return PackedWeights(family, a.linear_before_reset, a, (w_ih, w_hh, w_hr), buffer)
+
+
+def _packed_buffer(packed, family, a, w_ih, w_hh, w_hr):
+    """The buffer of a forward's `packed` argument, once it is known to fit the call."""
+    if packed is None:
+        return None
+    V.check_packed(packed, PackedWeights, family, a, (w_ih, w_hh, w_hr))
+    return packed.buffer
 
 
 def _empty(shape, dtype):
@@ -65,8 +118,9 @@ def _biases(a):
 _SAVED = ("states", "cells", "gates", "proj_in")
 
 
-def _forward(a):
-    """Run the kernels for validated args; returns y (in the caller's layout), h_n, c_n, cache."""
+def _forward(a, packed=None):
+    """Run the kernels for validated args (and a packed-weights buffer or None);
+    returns y (in the caller's layout), h_n, c_n, cache."""
     T, B, H, P, dt = a.T, a.B, a.H, a.P, a.dtype
     lstm = a.cell == "lstm"
     y = _empty((T, B, P), dt)
@@ -79,7 +133,7 @@ def _forward(a):
         saved["gates"] = _empty((T, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
         saved["proj_in"] = _empty((T, B, H), dt) if a.w_hr is not None else None
     b_ih, b_hh = _biases(a)
-    _engine.forward(a, _threads.resolve(a.num_threads), b_ih, b_hh, y, h_n, c_n, *saved.values())
+    _engine.forward(a, _threads.resolve(a.num_threads), b_ih, b_hh, y, h_n, c_n, *saved.values(), packed)
     cache = Cache(a.cell, a, saved) if a.training else None
     if a.batch_first:
         y = y.transpose(1, 0, 2)
@@ -121,7 +175,7 @@ def _backward(cell, dy, final_grads, cache):
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
-                lengths=None, batch_first=False, training=True, num_threads=None):
+                lengths=None, batch_first=False, training=True, num_threads=None, packed=None):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None, w_ih (H, I),
@@ -130,12 +184,12 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     """
     a = V.prepare("rnn_" + V.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
                   lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
-    y, h_n, _, cache = _forward(a)
+    y, h_n, _, cache = _forward(a, _packed_buffer(packed, "rnn", a, w_ih, w_hh, None))
     return y, h_n, cache
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True, reverse=False,
-                lengths=None, batch_first=False, training=True, num_threads=None):
+                lengths=None, batch_first=False, training=True, num_threads=None, packed=None):
     """GRU with gates r, z, n (PyTorch order): w_ih (3H, I), w_hh (3H, H), biases (3H,).
 
     linear_before_reset=True is PyTorch's form n = tanh(W_in x + b_in + r*(W_hn h + b_hn));
@@ -144,12 +198,12 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=
     a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths,
                   batch_first=batch_first, training=training, linear_before_reset=linear_before_reset,
                   num_threads=num_threads)
-    y, h_n, _, cache = _forward(a)
+    y, h_n, _, cache = _forward(a, _packed_buffer(packed, "gru", a, w_ih, w_hh, None))
     return y, h_n, cache
 
 
 def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None, reverse=False,
-                 lengths=None, batch_first=False, training=True, num_threads=None):
+                 lengths=None, batch_first=False, training=True, num_threads=None, packed=None):
     """LSTM with gates i, f, g, o (PyTorch order): w_ih (4H, I), w_hh (4H, P), biases (4H,).
 
     hc0 is (h0, c0), either may be None (zeros), or None. w_peep (3, H) adds
@@ -159,7 +213,7 @@ def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=
     h0, c0 = V.lstm_states(hc0)
     a = V.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr, reverse=reverse,
                   lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
-    y, h_n, c_n, cache = _forward(a)
+    y, h_n, c_n, cache = _forward(a, _packed_buffer(packed, "lstm", a, w_ih, w_hh, w_hr))
     return y, (h_n, c_n), cache
 
 

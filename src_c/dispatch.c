@@ -82,6 +82,8 @@ static const fr_kernels *kernels(int dtype)
 
 int fr_forward(int dtype, const fr_seq *a) { return kernels(dtype)->forward(a); }
 int fr_backward(int dtype, const fr_seq *a) { return kernels(dtype)->backward(a); }
+size_t fr_packed_bytes(int dtype, const fr_seq *a) { return kernels(dtype)->packed_bytes(a); }
+int fr_pack(int dtype, const fr_seq *a, void *packed) { return kernels(dtype)->pack(a, packed); }
 
 int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa, const void *b, long rsb, long csb,
             int M, int N, int K, int beta, int n_threads)

@@ -41,6 +41,7 @@ typedef struct {
     const void *b_ih, *b_hh;    /* (G*H,), never NULL (zeros when absent) */
     const void *w_peep;         /* (3, H) rows i, f, o, or NULL */
     const void *w_hr;           /* (P, H), or NULL */
+    const void *packed;         /* w_ih, w_hh (and w_hr) as fr_pack left them, or NULL: pack them here */
 
     /* forward outputs */
     void *y;                    /* (T, B, P) */
@@ -73,6 +74,16 @@ typedef struct {
  * buffer could not be allocated (outputs then hold no meaningful values). */
 int fr_forward(int dtype, const fr_seq *a);
 int fr_backward(int dtype, const fr_seq *a);
+
+/* Forward weights packed ahead of time, for a caller that runs many forwards with
+ * unchanged weights (a layer caches them). fr_packed_bytes gives the size for the
+ * cell, sizes and weights of `a` (other fields unused); fr_pack fills a buffer of
+ * that size (64-byte aligned) from a->w_ih, a->w_hh, a->w_hr with up to
+ * a->n_threads threads. The layout is private: valid for this process's
+ * instruction set and dtype only. A forward given `packed` ignores the weights'
+ * values (its biases and peepholes are still read from the arrays). */
+size_t fr_packed_bytes(int dtype, const fr_seq *a);
+int fr_pack(int dtype, const fr_seq *a, void *packed);
 
 /* C[M, N] = beta * C + A[M, K] B[K, N]; A(m, k) = a[m*rsa + k*csa], likewise B;
  * beta is 0 or 1. Exposed for tests and benchmarks of the hoisted products. */

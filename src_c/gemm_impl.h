@@ -99,6 +99,100 @@ static size_t FN(gemm_bp_size)(int N, int K)
     return (size_t)((N + GEMM_NR - 1) / GEMM_NR) * (K > 0 ? K : 0) * GEMM_NR;
 }
 
+/* C = beta*C + A B for a few rows of A (M <= 4) and B already packed: a GEMV
+ * per row over each panel, with four partial sums along k so that eight FMA
+ * chains are in flight. Panels [j0, j1). */
+static void FN(gemm_rows_panels)(real *c, long ldc, const real *a, long rsa, long csa, const real *bp, int M, int N,
+                                 int K, int beta, int j0, int j1)
+{
+    for (int j = j0; j < j1; j++) {
+        const real *bpj = bp + (size_t)j * K * GEMM_NR;
+        const int nr = N - j * GEMM_NR < GEMM_NR ? N - j * GEMM_NR : GEMM_NR;
+        for (int m = 0; m < M; m++) {
+            const real *x = a + (size_t)m * rsa;
+            V acc[4][GEMM_NV];
+            for (int s = 0; s < 4; s++)
+                for (int v = 0; v < GEMM_NV; v++) acc[s][v] = FN(vsplat)(0);
+            int k = 0;
+            for (; k + 4 <= K; k += 4)
+                for (int s = 0; s < 4; s++) {
+                    real xv = x[(size_t)(k + s) * csa];
+                    for (int v = 0; v < GEMM_NV; v++)
+                        acc[s][v] += xv * FN(vload)(bpj + (size_t)(k + s) * GEMM_NR + v * VL);
+                }
+            for (; k < K; k++) {
+                real xv = x[(size_t)k * csa];
+                for (int v = 0; v < GEMM_NV; v++) acc[0][v] += xv * FN(vload)(bpj + (size_t)k * GEMM_NR + v * VL);
+            }
+            real *cm = c + (size_t)m * ldc + (size_t)j * GEMM_NR;
+            for (int v = 0; v < GEMM_NV; v++) {
+                int n = nr - v * VL;
+                if (n <= 0) break;
+                if (n > VL) n = VL;
+                V sum = (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]);
+                FN(vstore_n)(cm + v * VL, beta ? FN(vload_n)(cm + v * VL, n) + sum : sum, n);
+            }
+        }
+    }
+}
+
+/* gemm_rows_panels over all panels; threads split them when B is large. */
+static void FN(gemm_rows_bp)(real *c, long ldc, const real *a, long rsa, long csa, const real *bp, int M, int N,
+                             int K, int beta, int n_threads)
+{
+    const int n_panels = (N + GEMM_NR - 1) / GEMM_NR;
+    int nthr = (int)(2.0 * M * N * K / 4e5), by_bytes = (int)((double)N * K * sizeof(real) / (256 << 10));
+    if (nthr < by_bytes) nthr = by_bytes;            /* a GEMV is bound by reading B */
+    if (nthr > n_threads) nthr = n_threads;
+    if (nthr > n_panels) nthr = n_panels;
+    if (nthr <= 1) {
+        FN(gemm_rows_panels)(c, ldc, a, rsa, csa, bp, M, N, K, beta, 0, n_panels);
+        return;
+    }
+#pragma omp parallel num_threads(nthr)
+    {
+        const int tid = fr_thread_id(), nt = fr_num_threads();
+        FN(gemm_rows_panels)(c, ldc, a, rsa, csa, bp, M, N, K, beta, (int)((long)n_panels * tid / nt),
+                             (int)((long)n_panels * (tid + 1) / nt));
+    }
+}
+
+/* Thread `tid` of `nt`'s part of gemm_bp: its share of B's panels to pack (when
+ * `pack`), then its (row block, column chunk) tasks. */
+static void FN(gemm_bp_thread)(real *c, long ldc, const real *a, long rsa, long csa, const real *b, long rsb,
+                               long csb, real *bp, int pack, int M, int N, int K, int beta, real *ap_all,
+                               int n_chunks, int tid, int nt)
+{
+    const int n_panels = (N + GEMM_NR - 1) / GEMM_NR;
+    const int n_tasks = (M + GEMM_MC - 1) / GEMM_MC * n_chunks;
+    if (pack) {
+        int j0 = (int)((long)n_panels * tid / nt), j1 = (int)((long)n_panels * (tid + 1) / nt);
+        FN(gemm_pack_b)(bp, b, rsb, csb, N, K, j0, j1);
+        if (nt > 1) fr_barrier();
+    }
+    real *ap = ap_all + (size_t)tid * GEMM_MC * GEMM_KC;
+    int t0 = (int)((long)n_tasks * tid / nt), t1 = (int)((long)n_tasks * (tid + 1) / nt);
+    for (int task = t0; task < t1; task++) {
+        int ib = task / n_chunks, ch = task % n_chunks;
+        int m0 = ib * GEMM_MC, rows = M - m0 < GEMM_MC ? M - m0 : GEMM_MC;
+        int p0 = (int)((long)n_panels * ch / n_chunks), p1 = (int)((long)n_panels * (ch + 1) / n_chunks);
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+            int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            int accumulate = beta || k0 > 0;
+            FN(gemm_pack_a)(ap, a, rsa, csa, m0, rows, k0, kc);
+            for (int j = p0; j < p1; j++) {
+                const real *bpj = bp + ((size_t)j * K + k0) * GEMM_NR;
+                int nr = N - j * GEMM_NR < GEMM_NR ? N - j * GEMM_NR : GEMM_NR;
+                for (int i = 0; i < rows; i += GEMM_MR) {
+                    int mr = rows - i < GEMM_MR ? rows - i : GEMM_MR;
+                    FN(gemm_micro)(c + (size_t)(m0 + i) * ldc + (size_t)j * GEMM_NR, ldc,
+                                   ap + (size_t)i * kc, bpj, kc, mr, nr, accumulate);
+                }
+            }
+        }
+    }
+}
+
 /* C = beta*C + A B with B packed into `bp` (gemm_bp_size elements): by this
  * call when `pack`, else by an earlier call with the same B (so a product
  * repeated over row chunks packs its weights once). `ap_ws`, when given, is the
@@ -112,6 +206,10 @@ static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, con
     if (K <= 0) {
         if (!beta)
             for (int m = 0; m < M; m++) memset(c + (size_t)m * ldc, 0, (size_t)N * sizeof(real));
+        return FR_OK;
+    }
+    if (M <= 4 && !pack) {
+        FN(gemm_rows_bp)(c, ldc, a, rsa, csa, bp, M, N, K, beta, n_threads);
         return FR_OK;
     }
     const int n_panels = (N + GEMM_NR - 1) / GEMM_NR;
@@ -131,35 +229,12 @@ static int FN(gemm_bp)(real *c, long ldc, const real *a, long rsa, long csa, con
     real *ap_all = ap_ws ? ap_ws : (real *)fr_aligned_alloc((size_t)nthr * GEMM_APS * sizeof(real));
     if (!ap_all) return FR_ENOMEM;
 
+    if (nthr <= 1)
+        FN(gemm_bp_thread)(c, ldc, a, rsa, csa, b, rsb, csb, bp, pack, M, N, K, beta, ap_all, n_chunks, 0, 1);
+    else {
 #pragma omp parallel num_threads(nthr)
-    {
-        const int tid = fr_thread_id(), nt = fr_num_threads();
-        if (pack) {
-            int j0 = (int)((long)n_panels * tid / nt), j1 = (int)((long)n_panels * (tid + 1) / nt);
-            FN(gemm_pack_b)(bp, b, rsb, csb, N, K, j0, j1);
-            fr_barrier();
-        }
-        real *ap = ap_all + (size_t)tid * GEMM_MC * GEMM_KC;
-        int t0 = (int)((long)n_tasks * tid / nt), t1 = (int)((long)n_tasks * (tid + 1) / nt);
-        for (int task = t0; task < t1; task++) {
-            int ib = task / n_chunks, ch = task % n_chunks;
-            int m0 = ib * GEMM_MC, rows = M - m0 < GEMM_MC ? M - m0 : GEMM_MC;
-            int p0 = (int)((long)n_panels * ch / n_chunks), p1 = (int)((long)n_panels * (ch + 1) / n_chunks);
-            for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-                int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-                int accumulate = beta || k0 > 0;
-                FN(gemm_pack_a)(ap, a, rsa, csa, m0, rows, k0, kc);
-                for (int j = p0; j < p1; j++) {
-                    const real *bpj = bp + ((size_t)j * K + k0) * GEMM_NR;
-                    int nr = N - j * GEMM_NR < GEMM_NR ? N - j * GEMM_NR : GEMM_NR;
-                    for (int i = 0; i < rows; i += GEMM_MR) {
-                        int mr = rows - i < GEMM_MR ? rows - i : GEMM_MR;
-                        FN(gemm_micro)(c + (size_t)(m0 + i) * ldc + (size_t)j * GEMM_NR, ldc,
-                                       ap + (size_t)i * kc, bpj, kc, mr, nr, accumulate);
-                    }
-                }
-            }
-        }
+        FN(gemm_bp_thread)(c, ldc, a, rsa, csa, b, rsb, csb, bp, pack, M, N, K, beta, ap_all, n_chunks,
+                           fr_thread_id(), fr_num_threads());
     }
     if (!ap_ws) fr_aligned_free(ap_all);
     return FR_OK;

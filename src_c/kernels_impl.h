@@ -27,7 +27,7 @@ static int FN(gemm_entry)(void *c, long ldc, const void *a, long rsa, long csa, 
     return FN(gemm)((real *)c, ldc, (const real *)a, rsa, csa, (const real *)b, rsb, csb, M, N, K, beta, n_threads);
 }
 
-const fr_kernels FR_CAT(fr_kernels, FR_SFX) = {FN(forward), FN(backward), FN(gemm_entry)};
+const fr_kernels FR_CAT(fr_kernels, FR_SFX) = {FN(forward), FN(backward), FN(packed_bytes), FN(pack), FN(gemm_entry)};
 
 #undef GEMM_NR
 #undef GEMM_KC

@@ -10,6 +10,8 @@
 typedef struct {
     int (*forward)(const fr_seq *a);
     int (*backward)(const fr_seq *a);
+    size_t (*packed_bytes)(const fr_seq *a);
+    int (*pack)(const fr_seq *a, void *packed);
     int (*gemm)(void *c, long ldc, const void *a, long rsa, long csa, const void *b, long rsb, long csb,
                 int M, int N, int K, int beta, int n_threads);
 } fr_kernels;

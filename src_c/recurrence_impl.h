@@ -530,6 +530,10 @@ static int FN(threads_for)(const FN(ctx) *c, int n_threads, int direct)
     double n_w = (double)c->GH * (c->a->I + c->P) + (c->proj ? (double)c->P * c->H : 0);
     /* a streamed step (direct) reads every weight once: worth a thread per 128 KiB of them */
     int by_work = direct ? (int)(n_w * sizeof(real) / (128 << 10)) : (int)(fmas / 131072.0);
+    /* a few rows per step are bound by reading the recurrent weights: a thread per 256 KiB of them */
+    double n_whh = (double)c->GH * c->P + (c->proj ? (double)c->P * c->H : 0);
+    if (!direct && c->B <= 4 && n_whh * sizeof(real) / (256 << 10) > by_work)
+        by_work = (int)(n_whh * sizeof(real) / (256 << 10));
     int nblk = ((c->P < c->H ? c->P : c->H) + VL - 1) / VL;
     int n = n_threads;
     if (n > by_work) n = by_work;
@@ -540,13 +544,10 @@ static int FN(threads_for)(const FN(ctx) *c, int n_threads, int direct)
 /* Where a phase's weights come from: W(row, k) = w[row*rs + k*cs]. */
 typedef struct { const real *w; long rs, cs; } FN(wsrc);
 
-/* Runs processing steps [s0, s1) (backward: T-1-s0 down to T-s1). With
- * `src`, first packs the phases' weights, each thread the blocks it owns. */
-static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int backward, int nthr)
+/* Thread `tid` of `nt`'s part of run_steps. */
+static void FN(run_steps_thread)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int backward, int tid, int nt)
 {
-#pragma omp parallel num_threads(nthr)
     {
-        const int tid = fr_thread_id(), nt = fr_num_threads();
         for (int i = 0; src && i < c->n_phases; i++) {
             FN(phase) *ph = &c->ph[i];
             if (!ph->G) continue;
@@ -554,17 +555,31 @@ static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int b
             FN(pack_gates)((real *)ph->wp, src[i].w, src[i].rs, src[i].cs, ph->G, ph->N, ph->K, BW,
                            (int)((long)nblk * tid / nt), (int)((long)nblk * (tid + 1) / nt));
         }
-#pragma omp barrier
+        if (nt > 1) fr_barrier();
         FN(step) st;
         memset(&st, 0, sizeof st);
         for (int s = s0; s < s1; s++) {
             FN(step_at)(c, backward ? c->T - 1 - s : s, backward, &st);
             for (int i = 0; i < c->n_phases; i++) {
                 FN(run_phase)(c, &c->ph[i], &st, tid, nt);
-#pragma omp barrier
+                if (nt > 1) fr_barrier();
             }
         }
     }
+}
+
+/* Runs processing steps [s0, s1) (backward: T-1-s0 down to T-s1). With
+ * `src`, first packs the phases' weights, each thread the blocks it owns.
+ * One thread runs without a parallel region: opening one costs more than a
+ * small step. */
+static void FN(run_steps)(FN(ctx) *c, const FN(wsrc) *src, int s0, int s1, int backward, int nthr)
+{
+    if (nthr <= 1) {
+        FN(run_steps_thread)(c, src, s0, s1, backward, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nthr)
+    FN(run_steps_thread)(c, src, s0, s1, backward, fr_thread_id(), fr_num_threads());
 }
 
 /* A phase of N output units whose product has G gates and reduction size K
@@ -597,6 +612,88 @@ static void FN(ctx_init)(FN(ctx) *c, const fr_seq *a)
     c->proj = a->w_hr != NULL;
 }
 
+/* The phases of a forward step, and where their weights come from. */
+static void FN(forward_phases)(FN(ctx) *c, FN(wsrc) *src)
+{
+    const fr_seq *a = c->a;
+    const int H = a->H, P = a->P;
+    const real *w_hh = (const real *)a->w_hh;
+    FN(phase) *ph = c->ph;
+    switch (a->cell) {
+    case FR_RNN_TANH: case FR_RNN_RELU:
+        ph[0] = FN(make_phase)(PH_RNN, H, 1, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c->n_phases = 1; break;
+    case FR_GRU:
+        if (a->lbr) { ph[0] = FN(make_phase)(PH_GRU_LBR, H, 3, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c->n_phases = 1; }
+        else {
+            ph[0] = FN(make_phase)(PH_GRU_RZ, H, 2, P); src[0] = (FN(wsrc)){w_hh, P, 1};
+            ph[1] = FN(make_phase)(PH_GRU_N, H, 1, P); src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, P, 1};
+            c->n_phases = 2;
+        }
+        break;
+    default:
+        ph[0] = FN(make_phase)(PH_LSTM, H, 4, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c->n_phases = 1;
+        if (c->proj) {
+            ph[1] = FN(make_phase)(PH_PROJ, P, 1, H); src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1};
+            c->n_phases = 2;
+        }
+    }
+}
+
+/* Elements of a forward's packed weights: W_ih^T as the input-projection GEMM's
+ * B operand, then each phase's recurrent weights. The layout depends only on the
+ * cell, the sizes, the dtype and the instruction set, never on B, T or threads. */
+static size_t FN(forward_packed_size)(const FN(ctx) *c)
+{
+    size_t n = FN(gemm_bp_size)(c->GH, c->a->I);
+    for (int i = 0; i < c->n_phases; i++) n += FN(packed_size)(&c->ph[i]);
+    return n;
+}
+
+/* Points the phases' packed weights into `packed` (forward_packed_size elements);
+ * returns the GEMM's B panels (the start of `packed`). */
+static real *FN(forward_packed_at)(FN(ctx) *c, real *packed)
+{
+    real *p = packed + FN(gemm_bp_size)(c->GH, c->a->I);
+    for (int i = 0; i < c->n_phases; i++) { c->ph[i].wp = p; p += FN(packed_size)(&c->ph[i]); }
+    return packed;
+}
+
+static size_t FN(packed_bytes)(const fr_seq *a)
+{
+    FN(ctx) c;
+    FN(wsrc) src[3];
+    FN(ctx_init)(&c, a);
+    FN(forward_phases)(&c, src);
+    return FN(forward_packed_size)(&c) * sizeof(real);
+}
+
+/* Packs a forward's weights once, for calls that pass them as `packed`. */
+static int FN(pack)(const fr_seq *a, void *packed)
+{
+    FN(ctx) c;
+    FN(wsrc) src[3] = {{0}};
+    FN(ctx_init)(&c, a);
+    FN(forward_phases)(&c, src);
+    real *bp = FN(forward_packed_at)(&c, (real *)packed);
+    const int GH = c.GH, I = a->I, n_panels = (GH + GEMM_NR - 1) / GEMM_NR;
+    double n_w = (double)GH * (I + a->P) + (c.proj ? (double)a->P * a->H : 0);
+    int nthr = a->n_threads;
+    if (nthr > (int)(n_w / 65536) + 1) nthr = (int)(n_w / 65536) + 1;     /* 64K weights a thread */
+#pragma omp parallel num_threads(nthr)
+    {
+        const int tid = fr_thread_id(), nt = fr_num_threads();
+        FN(gemm_pack_b)(bp, (const real *)a->w_ih, 1, I, GH, I, (int)((long)n_panels * tid / nt),
+                        (int)((long)n_panels * (tid + 1) / nt));
+        for (int i = 0; i < c.n_phases; i++) {
+            FN(phase) *ph = &c.ph[i];
+            int BW = ph->nbv * VL, nblk = (ph->N + BW - 1) / BW;
+            FN(pack_gates)((real *)ph->wp, src[i].w, src[i].rs, src[i].cs, ph->G, ph->N, ph->K, BW,
+                           (int)((long)nblk * tid / nt), (int)((long)nblk * (tid + 1) / nt));
+        }
+    }
+    return FR_OK;
+}
+
 static int FN(forward)(const fr_seq *args)
 {
     fr_seq s = *args;          /* inference may leave the per-step buffers to us */
@@ -605,26 +702,11 @@ static int FN(forward)(const fr_seq *args)
     FN(wsrc) src[3] = {{0}};
     FN(ctx_init)(&c, a);
     const int T_ = a->T, B = a->B, I = a->I, H = a->H, P = a->P, GH = c.GH;
-    const real *w_hh = (const real *)a->w_hh;
     FN(phase) *ph = c.ph;
-    /* Phases of a forward step, and where their weights come from. */
-    switch (a->cell) {
-    case FR_RNN_TANH: case FR_RNN_RELU:
-        ph[0] = FN(make_phase)(PH_RNN, H, 1, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; break;
-    case FR_GRU:
-        if (a->lbr) { ph[0] = FN(make_phase)(PH_GRU_LBR, H, 3, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1; }
-        else {
-            ph[0] = FN(make_phase)(PH_GRU_RZ, H, 2, P); src[0] = (FN(wsrc)){w_hh, P, 1};
-            ph[1] = FN(make_phase)(PH_GRU_N, H, 1, P); src[1] = (FN(wsrc)){w_hh + (size_t)2 * H * P, P, 1};
-            c.n_phases = 2;
-        }
-        break;
-    default:
-        ph[0] = FN(make_phase)(PH_LSTM, H, 4, P); src[0] = (FN(wsrc)){w_hh, P, 1}; c.n_phases = 1;
-        if (c.proj) { ph[1] = FN(make_phase)(PH_PROJ, P, 1, H); src[1] = (FN(wsrc)){(const real *)a->w_hr, H, 1}; c.n_phases = 2; }
-    }
-    /* A handful of rows in all (a single streamed step): use the weights as given. */
-    const int direct = (long)T_ * B <= 4;
+    FN(forward_phases)(&c, src);
+    /* A handful of rows in all (a single streamed step): use the weights as given,
+     * unless they were packed ahead of time. */
+    const int direct = (long)T_ * B <= 4 && !a->packed;
     if (direct)
         for (int i = 0; i < c.n_phases; i++) { ph[i].w = src[i].w; ph[i].rs = src[i].rs; }
     int nthr = FN(threads_for)(&c, a->n_threads, direct);
@@ -636,17 +718,17 @@ static int FN(forward)(const fr_seq *args)
     if (Tc > T_) Tc = T_;
     if (Tc < 1) Tc = 1;
     if (direct && T_ > 0) Tc = T_;
-    size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
-    size_t n_bp = FN(gemm_bp_size)(GH, I);
+    /* Weights packed by an earlier fr_pack (a layer's cache) are used as they are. */
+    const int prepacked = a->packed != NULL;
+    size_t n_xp = (size_t)Tc * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL;
+    size_t n_packed = direct || prepacked ? 0 : FN(forward_packed_size)(&c);
     /* The chunks' GEMM works in this call's buffer too: nothing is allocated per chunk. */
     const int ap_threads = a->n_threads < 64 ? a->n_threads : 64;
     size_t n_ap = direct ? 0 : (size_t)ap_threads * GEMM_APS;
-    for (int i = 0; i < c.n_phases && !direct; i++) n_packed += FN(packed_size)(&ph[i]);
-    if (direct) n_bp = 0;
     /* Inference without caller buffers: one step of states, cells, gates, m. */
     const int own_steps = !s.states;
     size_t n_steps = own_steps ? (size_t)2 * B * P + (size_t)2 * B * H + (size_t)B * 4 * H + (size_t)B * H : 0;
-    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_bp + n_ap + n_steps) * sizeof(real) + 64);
+    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_ap + n_steps) * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
     if (own_steps) {
@@ -658,9 +740,8 @@ static int FN(forward)(const fr_seq *args)
     real *xp = p; p += n_xp;
     c.xp = xp;
     c.tiles = p; p += n_tiles;
-    for (int i = 0; i < c.n_phases && !direct; i++) { ph[i].wp = p; p += FN(packed_size)(&ph[i]); }
     real *ap = p; p += n_ap;
-    real *bp = p;
+    real *bp = direct ? NULL : FN(forward_packed_at)(&c, prepacked ? (real *)a->packed : p);
 
     /* Initial states go where step 0 reads them. */
     size_t first = a->training && a->reverse ? (size_t)T_ : 0;
@@ -679,10 +760,10 @@ static int FN(forward)(const fr_seq *args)
         }
         for (int m = 0; m < rows; m++) memcpy(xp + (size_t)m * GH, a->b_ih, (size_t)GH * sizeof(real));
         int rc = FN(gemm_bp)(xp, GH, (const real *)a->x + (size_t)t_lo * B * I, I, 1, (const real *)a->w_ih, 1, I,
-                             bp, s0 == 0, rows, GH, I, 1, a->n_threads, ap, ap_threads);
+                             bp, s0 == 0 && !prepacked, rows, GH, I, 1, a->n_threads, ap, ap_threads);
         if (rc) { fr_aligned_free(work); return rc; }
         c.xp_t0 = t_lo;
-        FN(run_steps)(&c, s0 == 0 ? src : NULL, s0, s1, 0, nthr);
+        FN(run_steps)(&c, s0 == 0 && !prepacked ? src : NULL, s0, s1, 0, nthr);
     }
 
     size_t last = a->training ? (a->reverse ? 0 : (size_t)T_) : (size_t)(T_ & 1);
