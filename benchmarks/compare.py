@@ -242,11 +242,12 @@ def _reorder(a, perm):
 # -- fastrnn -------------------------------------------------------------------------------------
 
 
-def stacked_lstm_forward(F, x, params, layers, directions, training, num_threads):
+def stacked_lstm_forward(F, x, params, layers, directions, training, num_threads, packed=None):
     """A stacked (bi)directional LSTM, as PyTorch's nn.LSTM(num_layers, bidirectional),
     composed of single-layer, single-direction F.lstm_forward calls.
 
-    params: w_ih_l{l}, w_hh_l{l}, b_ih_l{l}, b_hh_l{l} (and ..._reverse) in PyTorch layout.
+    params: w_ih_l{l}, w_hh_l{l}, b_ih_l{l}, b_hh_l{l} (and ..._reverse) in PyTorch layout;
+    packed: optional {suffix: F.pack_weights(...)} for inference with weights packed once.
     Layer l runs its forward direction and its reverse direction (reverse=True) over the same
     input, one after the other; their outputs (T, B, H) are concatenated to (T, B, 2H), the
     input of layer l+1. Returns y (T, B, D*H), h_n and c_n (layers*D, B, H) in PyTorch's
@@ -259,7 +260,8 @@ def stacked_lstm_forward(F, x, params, layers, directions, training, num_threads
             s = f"_l{l}" + ("_reverse" if d else "")
             y, (h, c), cache = F.lstm_forward(
                 inp, None, params["w_ih" + s], params["w_hh" + s], params["b_ih" + s], params["b_hh" + s],
-                reverse=bool(d), training=training, num_threads=num_threads)
+                reverse=bool(d), training=training, num_threads=num_threads,
+                **({"packed": packed[s]} if packed else {}))
             ys.append(y)
             hs.append(h)
             cs.append(c)
@@ -322,6 +324,11 @@ def _fastrnn_prepare(row, data, threads, module="fastrnn.functional"):
             y, _, cache = forward(*args, training=True, **kw)
             return backward(dy, dstate, cache)
     else:
+        # Inference runs as a layer runs it: weights packed once, while they are unchanged
+        # (ONNX Runtime likewise prepares its weights when the session is made).
+        if hasattr(F, "pack_weights"):
+            kw["packed"] = F.pack_weights(family, data["w_ih"], data["w_hh"], num_threads=threads)
+
         def step():
             return forward(*args, training=False, **kw)
 
@@ -344,9 +351,17 @@ def _fastrnn_stacked_prepare(F, row, data, threads):
     if row.cell != "lstm":
         raise NotImplementedError("stacked rows are LSTM only")
     dy = np.ones((row.T, row.B, row.directions * row.H), np.float32)
+    packed = None
+    if not row.training and hasattr(F, "pack_weights"):      # inference: weights packed once, as a layer does
+        packed = {}
+        for l in range(row.layers):
+            for d in range(row.directions):
+                sfx = f"_l{l}" + ("_reverse" if d else "")
+                packed[sfx] = F.pack_weights("lstm", data["w_ih" + sfx], data["w_hh" + sfx], num_threads=threads)
 
     def forward(training):
-        return stacked_lstm_forward(F, data["x"], data, row.layers, row.directions, training, threads)
+        return stacked_lstm_forward(F, data["x"], data, row.layers, row.directions, training, threads,
+                                    packed=None if training else packed)
 
     if row.training:
         def step():

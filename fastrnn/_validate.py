@@ -6,9 +6,6 @@ argument, what was expected and what was given. The result is a `SeqArgs`
 holding C-contiguous, time-major arrays of one dtype; the caller's arrays are
 never written to (a view of them may be kept, but it is only read).
 """
-from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 
 # Gate count per cell. Gate order follows PyTorch: GRU r, z, n; LSTM i, f, g, o.
@@ -18,46 +15,70 @@ MAX_THREADS = 1 << 16
 INT_MAX = (1 << 31) - 1        # the kernels count rows (T*B) and gate units (G*H) in C ints
 
 
-@dataclass
 class SeqArgs:
     """Validated arguments of one forward call (one layer, one direction).
 
     Sizes: T steps, B batch, I input features, H hidden units, P size of the
     h state (P == H except LSTM with projection), G gates.
+
+        x        (T, B, I), time-major
+        h0       (B, P); zeros when the caller gave None
+        c0       (B, H) for LSTM (zeros when None), else None
+        w_ih     (G*H, I);  w_hh (G*H, P);  b_ih, b_hh (G*H,) or None
+        w_peep   (3, H): peepholes for i, f, o (LSTM only), or None
+        w_hr     (P, H): projection (LSTM only), or None
+        lengths  (B,) int64, each in 0..T, or None
+    plus the flags reverse, batch_first, training, linear_before_reset (GRU)
+    and num_threads (None: the global setting).
     """
-    cell: str
-    dtype: np.dtype
-    T: int
-    B: int
-    I: int
-    H: int
-    P: int
-    G: int
-    x: np.ndarray                  # (T, B, I), time-major
-    h0: np.ndarray                 # (B, P); zeros when the caller gave None
-    c0: Optional[np.ndarray]       # (B, H) for LSTM (zeros when None), else None
-    w_ih: np.ndarray               # (G*H, I)
-    w_hh: np.ndarray               # (G*H, P)
-    b_ih: Optional[np.ndarray]     # (G*H,)
-    b_hh: Optional[np.ndarray]     # (G*H,)
-    w_peep: Optional[np.ndarray]   # (3, H): peepholes for i, f, o (LSTM only)
-    w_hr: Optional[np.ndarray]     # (P, H): projection (LSTM only)
-    lengths: Optional[np.ndarray]  # (B,) int64, each in 0..T
-    reverse: bool
-    batch_first: bool
-    training: bool
-    linear_before_reset: bool      # GRU only
-    num_threads: Optional[int]
+
+    __slots__ = ("cell", "dtype", "T", "B", "I", "H", "P", "G", "x", "h0", "c0", "w_ih", "w_hh", "b_ih",
+                 "b_hh", "w_peep", "w_hr", "lengths", "reverse", "batch_first", "training",
+                 "linear_before_reset", "num_threads")
+
+    def __init__(self, *, cell, dtype, T, B, I, H, P, G, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, w_hr,
+                 lengths, reverse, batch_first, training, linear_before_reset, num_threads):
+        # plain assignments: a call builds one of these, so it must be cheap
+        self.cell = cell
+        self.dtype = dtype
+        self.T = T
+        self.B = B
+        self.I = I
+        self.H = H
+        self.P = P
+        self.G = G
+        self.x = x
+        self.h0 = h0
+        self.c0 = c0
+        self.w_ih = w_ih
+        self.w_hh = w_hh
+        self.b_ih = b_ih
+        self.b_hh = b_hh
+        self.w_peep = w_peep
+        self.w_hr = w_hr
+        self.lengths = lengths
+        self.reverse = reverse
+        self.batch_first = batch_first
+        self.training = training
+        self.linear_before_reset = linear_before_reset
+        self.num_threads = num_threads
+
+    def __repr__(self):
+        return f"SeqArgs({self.cell} T={self.T} B={self.B} I={self.I} H={self.H} P={self.P} {self.dtype})"
 
 
 def _shape_str(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+_NATIVE_FLOATS = frozenset(FLOAT_DTYPES)     # byte-swapped dtypes compare unequal to these
+
+
 def as_float_array(name, value, dtype=None):
     """`value` as an ndarray of float32/float64 (of `dtype` when given)."""
-    if type(value) is np.ndarray and value.dtype is dtype:      # the common case, checked cheaply
-        return value
+    if type(value) is np.ndarray:                                # the common cases, checked cheaply
+        if value.dtype is dtype or (dtype is None and value.dtype in _NATIVE_FLOATS):
+            return value
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -81,10 +102,6 @@ def check_shape(name, arr, expected, meaning):
     if arr.shape != tuple(expected):
         raise ValueError(f"{name}: expected shape {_shape_str(expected)} {meaning}, "
                          f"got {_shape_str(arr.shape)}")
-
-
-def _contiguous(arr):
-    return np.ascontiguousarray(arr)
 
 
 def _flag(name, value):
@@ -123,22 +140,77 @@ def _lengths(lengths, T, B):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def _weights(cell, G, I, dtype, w_ih, w_hh, w_hr):
+    """Check the weight matrices; returns (w_ih, w_hh, w_hr, H, P), arrays contiguous."""
+    w_ih = as_float_array("w_ih", w_ih, dtype)
+    if w_ih.ndim != 2 or w_ih.shape[1] != I or w_ih.shape[0] % G or w_ih.shape[0] == 0:
+        raise ValueError(f"w_ih: expected shape (G*H, {I}) (G*H, I) with G={G} and H >= 1, "
+                         f"got {_shape_str(w_ih.shape)}")
+    H = w_ih.shape[0] // G
+    if w_hr is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_hr: expected None (projection is LSTM-only), got an array for {cell}")
+        w_hr = as_float_array("w_hr", w_hr, dtype)
+        if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] < 1:
+            raise ValueError(f"w_hr: expected shape (P, {H}) (P, H) with P >= 1, "
+                             f"got {_shape_str(w_hr.shape)}")
+        P = w_hr.shape[0]
+        w_hr = np.ascontiguousarray(w_hr)
+    else:
+        P = H
+    w_hh = as_float_array("w_hh", w_hh, dtype)
+    check_shape("w_hh", w_hh, (G * H, P), "(G*H, P)" if P != H else "(G*H, H)")
+    return np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh), w_hr, H, P
+
+
+def check_packed(packed, packed_type, cell, dtype, I, linear_before_reset, sources):
+    """A forward's `packed` must come from `pack_weights` for this cell family, its
+    options, dtype and input size, and from the very weight arrays of this call."""
+    if not isinstance(packed, packed_type):
+        raise TypeError(f"packed: expected the PackedWeights returned by pack_weights (or None), "
+                        f"got {type(packed).__name__}")
+    family = "rnn" if cell.startswith("rnn") else cell
+    if packed.family != family:
+        raise ValueError(f"packed: expected weights packed for {family!r}, got weights packed for {packed.family!r}")
+    if family == "gru" and packed.linear_before_reset != linear_before_reset:
+        raise ValueError(f"packed: expected weights packed with linear_before_reset={linear_before_reset}, "
+                         f"got linear_before_reset={packed.linear_before_reset}")
+    if packed.dtype != dtype:
+        raise TypeError(f"packed: expected weights packed as {dtype} (the dtype of x), got {packed.dtype}")
+    if packed.I != I:
+        raise ValueError(f"packed: expected weights packed for I={I} (the input size of x), got I={packed.I}")
+    for name, mine, theirs in zip(("w_ih", "w_hh", "w_hr"), packed.sources, sources):
+        if mine is not theirs:
+            raise ValueError(f"packed: expected weights packed from the {name} passed to this call, "
+                             f"got weights packed from another array; call pack_weights again")
+
+
 def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
             reverse=False, lengths=None, batch_first=False, training=True,
-            linear_before_reset=True, num_threads=None):
+            linear_before_reset=True, num_threads=None, packed=None, packed_type=None):
     """Check one forward call's arguments and return them as a `SeqArgs`.
 
     `cell` is one of GATES; `c0` is only meaningful for "lstm" (pass None
-    otherwise); `w_peep`/`w_hr` likewise.
+    otherwise); `w_peep`/`w_hr` likewise. With `packed` (an instance of
+    `packed_type`, made by pack_weights from these same weight arrays) the
+    weights were checked when they were packed and are taken from it.
+
+    A single-step call spends most of its time here, so the common case (plain
+    arrays, flags given as bools) runs as few checks as it can.
     """
-    if cell not in GATES:
+    G = GATES.get(cell) if isinstance(cell, str) else None
+    if G is None:
         raise ValueError(f"cell: expected one of {sorted(GATES)}, got {cell!r}")
-    G = GATES[cell]
-    reverse = _flag("reverse", reverse)
-    batch_first = _flag("batch_first", batch_first)
-    training = _flag("training", training)
-    linear_before_reset = _flag("linear_before_reset", linear_before_reset)
-    num_threads = check_num_threads(num_threads)
+    if reverse is not False and reverse is not True:
+        reverse = _flag("reverse", reverse)
+    if batch_first is not False and batch_first is not True:
+        batch_first = _flag("batch_first", batch_first)
+    if training is not False and training is not True:
+        training = _flag("training", training)
+    if linear_before_reset is not True and linear_before_reset is not False:
+        linear_before_reset = _flag("linear_before_reset", linear_before_reset)
+    if num_threads is not None:
+        num_threads = check_num_threads(num_threads)
 
     x = as_float_array("x", x)
     dtype = x.dtype
@@ -151,88 +223,59 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
     else:
         T, B, I = x.shape
 
-    w_ih = as_float_array("w_ih", w_ih, dtype)
-    if w_ih.ndim != 2 or w_ih.shape[1] != I or w_ih.shape[0] % G or w_ih.shape[0] == 0:
-        raise ValueError(f"w_ih: expected shape (G*H, {I}) (G*H, I) with G={G} and H >= 1, "
-                         f"got {_shape_str(w_ih.shape)}")
-    H = w_ih.shape[0] // G
-
-    if w_hr is not None:
-        if cell != "lstm":
-            raise ValueError(f"w_hr: expected None (projection is LSTM-only), got an array for {cell}")
-        w_hr = as_float_array("w_hr", w_hr, dtype)
-        if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] < 1:
-            raise ValueError(f"w_hr: expected shape (P, {H}) (P, H) with P >= 1, "
-                             f"got {_shape_str(w_hr.shape)}")
-        P = w_hr.shape[0]
+    if packed is None:
+        w_ih, w_hh, w_hr, H, P = _weights(cell, G, I, dtype, w_ih, w_hh, w_hr)
     else:
-        P = H
-
-    w_hh = as_float_array("w_hh", w_hh, dtype)
-    check_shape("w_hh", w_hh, (G * H, P), "(G*H, P)" if P != H else "(G*H, H)")
+        check_packed(packed, packed_type, cell, dtype, I, linear_before_reset, (w_ih, w_hh, w_hr))
+        w_ih, w_hh, w_hr = packed.arrays
+        H, P = packed.H, packed.P
+    GH = G * H
     if b_ih is not None:
         b_ih = as_float_array("b_ih", b_ih, dtype)
-        check_shape("b_ih", b_ih, (G * H,), "(G*H,)")
+        if b_ih.shape != (GH,):
+            check_shape("b_ih", b_ih, (GH,), "(G*H,)")
+        b_ih = np.ascontiguousarray(b_ih)
     if b_hh is not None:
         b_hh = as_float_array("b_hh", b_hh, dtype)
-        check_shape("b_hh", b_hh, (G * H,), "(G*H,)")
+        if b_hh.shape != (GH,):
+            check_shape("b_hh", b_hh, (GH,), "(G*H,)")
+        b_hh = np.ascontiguousarray(b_hh)
     if w_peep is not None:
         if cell != "lstm":
             raise ValueError(f"w_peep: expected None (peepholes are LSTM-only), got an array for {cell}")
         w_peep = as_float_array("w_peep", w_peep, dtype)
         check_shape("w_peep", w_peep, (3, H), "(3, H)")
+        w_peep = np.ascontiguousarray(w_peep)
 
     if h0 is None:
         h0 = np.zeros((B, P), dtype)
     else:
         h0 = as_float_array("h0", h0, dtype)
-        check_shape("h0", h0, (B, P), "(B, P)" if P != H else "(B, H)")
+        if h0.shape != (B, P):
+            check_shape("h0", h0, (B, P), "(B, P)" if P != H else "(B, H)")
+        h0 = np.ascontiguousarray(h0)
     if cell == "lstm":
         if c0 is None:
             c0 = np.zeros((B, H), dtype)
         else:
             c0 = as_float_array("c0", c0, dtype)
-            check_shape("c0", c0, (B, H), "(B, H)")
+            if c0.shape != (B, H):
+                check_shape("c0", c0, (B, H), "(B, H)")
+            c0 = np.ascontiguousarray(c0)
     else:
         c0 = None
 
-    lengths = _lengths(lengths, T, B)
+    if lengths is not None:
+        lengths = _lengths(lengths, T, B)
     if T * B > INT_MAX:
         raise ValueError(f"x: expected at most {INT_MAX} rows in all (T*B), got T={T}, B={B}")
-    if G * H > INT_MAX or I > INT_MAX or P > INT_MAX:
-        raise ValueError(f"w_ih: expected G*H, I and P each at most {INT_MAX}, got G*H={G * H}, I={I}, P={P}")
-    c = _contiguous
+    if GH > INT_MAX or I > INT_MAX or P > INT_MAX:
+        raise ValueError(f"w_ih: expected G*H, I and P each at most {INT_MAX}, got G*H={GH}, I={I}, P={P}")
     return SeqArgs(
         cell=cell, dtype=dtype, T=T, B=B, I=I, H=H, P=P, G=G,
-        x=c(x), h0=c(h0), c0=None if c0 is None else c(c0),
-        w_ih=c(w_ih), w_hh=c(w_hh),
-        b_ih=None if b_ih is None else c(b_ih), b_hh=None if b_hh is None else c(b_hh),
-        w_peep=None if w_peep is None else c(w_peep), w_hr=None if w_hr is None else c(w_hr),
-        lengths=lengths, reverse=reverse, batch_first=batch_first, training=training,
-        linear_before_reset=linear_before_reset, num_threads=num_threads)
-
-
-def check_packed(packed, packed_type, family, a, sources):
-    """A forward's `packed` must come from `pack_weights` for this cell family, its
-    options, dtype and sizes, and from the very weight arrays of this call."""
-    if not isinstance(packed, packed_type):
-        raise TypeError(f"packed: expected the PackedWeights returned by pack_weights (or None), "
-                        f"got {type(packed).__name__}")
-    if packed.family != family:
-        raise ValueError(f"packed: expected weights packed for {family!r}, got weights packed for {packed.family!r}")
-    if family == "gru" and packed.linear_before_reset != a.linear_before_reset:
-        raise ValueError(f"packed: expected weights packed with linear_before_reset={a.linear_before_reset}, "
-                         f"got linear_before_reset={packed.linear_before_reset}")
-    if packed.dtype != a.dtype:
-        raise TypeError(f"packed: expected weights packed as {a.dtype} (the dtype of x), got {packed.dtype}")
-    if (packed.I, packed.H, packed.P) != (a.I, a.H, a.P):
-        raise ValueError(f"packed: expected weights packed for I={a.I}, H={a.H}, P={a.P}, "
-                         f"got I={packed.I}, H={packed.H}, P={packed.P}")
-    names = ("w_ih", "w_hh", "w_hr")
-    for name, mine, theirs in zip(names, packed.sources, sources):
-        if mine is not theirs:
-            raise ValueError(f"packed: expected weights packed from the {name} passed to this call, "
-                             f"got weights packed from another array; call pack_weights again")
+        x=np.ascontiguousarray(x), h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
+        w_peep=w_peep, w_hr=w_hr, lengths=lengths, reverse=reverse, batch_first=batch_first,
+        training=training, linear_before_reset=linear_before_reset, num_threads=num_threads)
 
 
 def lstm_states(hc, name="(h0, c0)"):

@@ -49,13 +49,14 @@ class PackedWeights:
     them in place: pack again after changing the weights (the layers do).
     """
 
-    __slots__ = ("family", "linear_before_reset", "dtype", "I", "H", "P", "sources", "buffer")
+    __slots__ = ("family", "linear_before_reset", "dtype", "I", "H", "P", "sources", "arrays", "buffer")
 
     def __init__(self, family, linear_before_reset, a, sources, buffer):
         self.family = family                    # "rnn", "gru" or "lstm"
         self.linear_before_reset = linear_before_reset
         self.dtype, self.I, self.H, self.P = a.dtype, a.I, a.H, a.P
         self.sources = sources                  # the caller's (w_ih, w_hh, w_hr) objects
+        self.arrays = (a.w_ih, a.w_hh, a.w_hr)  # the same, checked and contiguous
         self.buffer = buffer                    # uint8, private layout
 
     def __repr__(self):
@@ -85,21 +86,13 @@ def pack_weights(family, w_ih, w_hh, *, w_hr=None, linear_before_reset=True, num
     return PackedWeights(family, a.linear_before_reset, a, (w_ih, w_hh, w_hr), buffer)
 
 
-def _packed_buffer(packed, family, a, w_ih, w_hh, w_hr):
-    """The buffer of a forward's `packed` argument, once it is known to fit the call."""
-    if packed is None:
-        return None
-    V.check_packed(packed, PackedWeights, family, a, (w_ih, w_hh, w_hr))
-    return packed.buffer
-
-
 def _empty(shape, dtype):
     """np.empty; a large array starts on a 64-byte boundary, so that the kernels'
     SIMD rows never straddle two cache lines (NumPy's own start 16 bytes past one).
     Small arrays skip the alignment: it would cost more than it saves."""
-    dtype = np.dtype(dtype)
-    n = math.prod(shape) if isinstance(shape, tuple) else shape
-    n *= dtype.itemsize
+    n = dtype.itemsize
+    for d in (shape if isinstance(shape, tuple) else (shape,)):
+        n *= d
     if n < 1 << 16:
         return np.empty(shape, dtype)
     raw = np.empty(n + 64, np.uint8)
@@ -119,21 +112,25 @@ _SAVED = ("states", "cells", "gates", "proj_in")
 
 
 def _forward(a, packed=None):
-    """Run the kernels for validated args (and a packed-weights buffer or None);
+    """Run the kernels for validated args (and PackedWeights or None);
     returns y (in the caller's layout), h_n, c_n, cache."""
     T, B, H, P, dt = a.T, a.B, a.H, a.P, a.dtype
     lstm = a.cell == "lstm"
     y = _empty((T, B, P), dt)
-    h_n = _empty((B, P), dt)
-    c_n = _empty((B, H), dt) if lstm else None
-    saved = dict.fromkeys(_SAVED)
+    h_n = np.empty((B, P), dt)
+    c_n = np.empty((B, H), dt) if lstm else None
     if a.training:              # what backward reads; inference keeps one step inside the kernel
-        saved["states"] = _empty((T + 1, B, P), dt)
-        saved["cells"] = _empty((T + 1, B, H), dt) if lstm else None
-        saved["gates"] = _empty((T, B, 4, H), dt) if a.cell in ("gru", "lstm") else None
-        saved["proj_in"] = _empty((T, B, H), dt) if a.w_hr is not None else None
+        saved = {"states": _empty((T + 1, B, P), dt),
+                 "cells": _empty((T + 1, B, H), dt) if lstm else None,
+                 "gates": _empty((T, B, 4, H), dt) if a.G > 1 else None,
+                 "proj_in": _empty((T, B, H), dt) if a.w_hr is not None else None}
+        states, cells, gates, proj_in = saved.values()
+    else:
+        states = cells = gates = proj_in = None
     b_ih, b_hh = _biases(a)
-    _engine.forward(a, _threads.resolve(a.num_threads), b_ih, b_hh, y, h_n, c_n, *saved.values(), packed)
+    n_threads = _threads.get_num_threads() if a.num_threads is None else a.num_threads
+    _engine.forward(a, n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in,
+                    None if packed is None else packed.buffer)
     cache = Cache(a.cell, a, saved) if a.training else None
     if a.batch_first:
         y = y.transpose(1, 0, 2)
@@ -183,8 +180,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     cache for rnn_backward (None when training=False).
     """
     a = V.prepare("rnn_" + V.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
-    y, h_n, _, cache = _forward(a, _packed_buffer(packed, "rnn", a, w_ih, w_hh, None))
+                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads,
+                  packed=packed, packed_type=PackedWeights)
+    y, h_n, _, cache = _forward(a, packed)
     return y, h_n, cache
 
 
@@ -197,8 +195,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=
     """
     a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths,
                   batch_first=batch_first, training=training, linear_before_reset=linear_before_reset,
-                  num_threads=num_threads)
-    y, h_n, _, cache = _forward(a, _packed_buffer(packed, "gru", a, w_ih, w_hh, None))
+                  num_threads=num_threads,
+                  packed=packed, packed_type=PackedWeights)
+    y, h_n, _, cache = _forward(a, packed)
     return y, h_n, cache
 
 
@@ -212,8 +211,9 @@ def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=
     """
     h0, c0 = V.lstm_states(hc0)
     a = V.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr, reverse=reverse,
-                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads)
-    y, h_n, c_n, cache = _forward(a, _packed_buffer(packed, "lstm", a, w_ih, w_hh, w_hr))
+                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads,
+                  packed=packed, packed_type=PackedWeights)
+    y, h_n, c_n, cache = _forward(a, packed)
     return y, (h_n, c_n), cache
 
 
