@@ -21,6 +21,8 @@ cdef extern from "fastrnn.h" nogil:
         int T, B, I, H, P
         int n_threads
         const int64_t *lengths
+        const unsigned char *step_mask
+        const void *rmask
         const void *x
         const void *h0
         const void *c0
@@ -95,6 +97,8 @@ cdef void _fill(fr_seq *s, object a, int n_threads, object b_ih, object b_hh) ex
     s.T = a.T; s.B = a.B; s.I = a.I; s.H = a.H; s.P = a.P
     s.n_threads = n_threads
     s.lengths = <const int64_t *>_addr(a.lengths)
+    s.step_mask = <const unsigned char *>_addr(a.step_mask)
+    s.rmask = _addr(a.recurrent_mask)
     s.x = _addr(a.x); s.h0 = _addr(a.h0); s.c0 = _addr(a.c0)
     s.w_ih = _addr(a.w_ih); s.w_hh = _addr(a.w_hh)
     s.b_ih = _addr(b_ih); s.b_hh = _addr(b_hh)

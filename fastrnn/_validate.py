@@ -28,16 +28,18 @@ class SeqArgs:
         w_peep   (3, H): peepholes for i, f, o (LSTM only), or None
         w_hr     (P, H): projection (LSTM only), or None
         lengths  (B,) int64, each in 0..T, or None
+        step_mask       (T, B) uint8 (from bool), or None: which samples process which steps
+        recurrent_mask  (B, P) factor on h where it enters the recurrent products, or None
     plus the flags reverse, batch_first, training, linear_before_reset (GRU)
     and num_threads (None: the global setting).
     """
 
     __slots__ = ("cell", "dtype", "T", "B", "I", "H", "P", "G", "x", "h0", "c0", "w_ih", "w_hh", "b_ih",
-                 "b_hh", "w_peep", "w_hr", "lengths", "reverse", "batch_first", "training",
+                 "b_hh", "w_peep", "w_hr", "lengths", "step_mask", "recurrent_mask", "reverse", "batch_first", "training",
                  "linear_before_reset", "num_threads")
 
     def __init__(self, *, cell, dtype, T, B, I, H, P, G, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, w_hr,
-                 lengths, reverse, batch_first, training, linear_before_reset, num_threads):
+                 lengths, reverse, step_mask=None, recurrent_mask=None, batch_first, training, linear_before_reset, num_threads):
         # plain assignments: a call builds one of these, so it must be cheap
         self.cell = cell
         self.dtype = dtype
@@ -57,6 +59,8 @@ class SeqArgs:
         self.w_peep = w_peep
         self.w_hr = w_hr
         self.lengths = lengths
+        self.step_mask = step_mask
+        self.recurrent_mask = recurrent_mask
         self.reverse = reverse
         self.batch_first = batch_first
         self.training = training
@@ -140,6 +144,18 @@ def _lengths(lengths, T, B):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def _step_mask(mask, T, B, batch_first):
+    """A bool (T, B) mask ((B, T) with batch_first) as time-major contiguous uint8."""
+    arr = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
+    layout = "(B, T) with batch_first=True" if batch_first else "(T, B)"
+    if arr.dtype != np.bool_:
+        raise TypeError(f"step_mask: expected a bool array {layout}, got dtype {arr.dtype}")
+    check_shape("step_mask", arr, (B, T) if batch_first else (T, B), layout)
+    if batch_first:
+        arr = arr.T
+    return np.ascontiguousarray(arr).view(np.uint8)
+
+
 def _weights(cell, G, I, dtype, w_ih, w_hh, w_hr):
     """Check the weight matrices; returns (w_ih, w_hh, w_hr, H, P), arrays contiguous."""
     w_ih = as_float_array("w_ih", w_ih, dtype)
@@ -187,7 +203,8 @@ def check_packed(packed, packed_type, cell, dtype, I, linear_before_reset, sourc
 
 def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
             reverse=False, lengths=None, batch_first=False, training=True,
-            linear_before_reset=True, num_threads=None, packed=None, packed_type=None):
+            linear_before_reset=True, num_threads=None, packed=None, packed_type=None,
+            step_mask=None, recurrent_mask=None):
     """Check one forward call's arguments and return them as a `SeqArgs`.
 
     `cell` is one of GATES; `c0` is only meaningful for "lstm" (pass None
@@ -267,6 +284,12 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
 
     if lengths is not None:
         lengths = _lengths(lengths, T, B)
+    if step_mask is not None:
+        step_mask = _step_mask(step_mask, T, B, batch_first)
+    if recurrent_mask is not None:
+        recurrent_mask = as_float_array("recurrent_mask", recurrent_mask, dtype)
+        check_shape("recurrent_mask", recurrent_mask, (B, P), "(B, P)" if P != H else "(B, H)")
+        recurrent_mask = np.ascontiguousarray(recurrent_mask)
     if T * B > INT_MAX:
         raise ValueError(f"x: expected at most {INT_MAX} rows in all (T*B), got T={T}, B={B}")
     if GH > INT_MAX or I > INT_MAX or P > INT_MAX:
@@ -274,7 +297,8 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
     return SeqArgs(
         cell=cell, dtype=dtype, T=T, B=B, I=I, H=H, P=P, G=G,
         x=np.ascontiguousarray(x), h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
-        w_peep=w_peep, w_hr=w_hr, lengths=lengths, reverse=reverse, batch_first=batch_first,
+        w_peep=w_peep, w_hr=w_hr, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
+        reverse=reverse, batch_first=batch_first,
         training=training, linear_before_reset=linear_before_reset, num_threads=num_threads)
 
 

@@ -172,7 +172,8 @@ def _backward(cell, dy, final_grads, cache):
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
-                lengths=None, batch_first=False, training=True, num_threads=None, packed=None):
+                lengths=None, step_mask=None, recurrent_mask=None,
+                batch_first=False, training=True, num_threads=None, packed=None):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None, w_ih (H, I),
@@ -180,20 +181,21 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     cache for rnn_backward (None when training=False).
     """
     a = V.prepare("rnn_" + V.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads,
+                  lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first, training=training, num_threads=num_threads,
                   packed=packed, packed_type=PackedWeights)
     y, h_n, _, cache = _forward(a, packed)
     return y, h_n, cache
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True, reverse=False,
-                lengths=None, batch_first=False, training=True, num_threads=None, packed=None):
+                lengths=None, step_mask=None, recurrent_mask=None,
+                batch_first=False, training=True, num_threads=None, packed=None):
     """GRU with gates r, z, n (PyTorch order): w_ih (3H, I), w_hh (3H, H), biases (3H,).
 
     linear_before_reset=True is PyTorch's form n = tanh(W_in x + b_in + r*(W_hn h + b_hn));
     False is the original n = tanh(W_in x + b_in + W_hn (r*h) + b_hn). h' = (1-z)*n + z*h.
     """
-    a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths,
+    a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
                   batch_first=batch_first, training=training, linear_before_reset=linear_before_reset,
                   num_threads=num_threads,
                   packed=packed, packed_type=PackedWeights)
@@ -202,7 +204,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=
 
 
 def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None, reverse=False,
-                 lengths=None, batch_first=False, training=True, num_threads=None, packed=None):
+                 lengths=None, step_mask=None, recurrent_mask=None,
+                batch_first=False, training=True, num_threads=None, packed=None):
     """LSTM with gates i, f, g, o (PyTorch order): w_ih (4H, I), w_hh (4H, P), biases (4H,).
 
     hc0 is (h0, c0), either may be None (zeros), or None. w_peep (3, H) adds
@@ -211,7 +214,7 @@ def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=
     """
     h0, c0 = V.lstm_states(hc0)
     a = V.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr, reverse=reverse,
-                  lengths=lengths, batch_first=batch_first, training=training, num_threads=num_threads,
+                  lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first, training=training, num_threads=num_threads,
                   packed=packed, packed_type=PackedWeights)
     y, h_n, c_n, cache = _forward(a, packed)
     return y, (h_n, c_n), cache

@@ -10,9 +10,14 @@ Sizes: T steps, B batch, I input features, H hidden units, P size of the h state
 (P == H except LSTM with projection), G gates (RNN 1, GRU 3: r, z, n; LSTM 4:
 i, f, g, o). Arrays are time-major inside: x (T, B, I), y (T, B, P).
 
-Masking: at step t only the "active" samples (t < lengths[b]) are processed.
-The step functions see just those rows, so padded steps never touch the state,
-give y = 0, and contribute nothing (not even 0 * NaN) to any gradient.
+Masking: at step t only the "active" samples (t < lengths[b], and step_mask[t, b]
+when a step mask is given) are processed. The step functions see just those
+rows, so skipped steps never touch the state, give y = 0, and contribute nothing
+(not even 0 * NaN) to any gradient.
+
+Recurrent mask: with `recurrent_mask` (B, P), every recurrent product reads
+h * recurrent_mask instead of h (variational recurrent dropout: one mask per
+sequence); the state itself, the output and GRU's z * h term keep h.
 """
 import numpy as np
 
@@ -66,10 +71,18 @@ def _step_order(T, reverse):
 
 
 def _active_rows(a, t):
-    """Indices of the samples that process step t (all of them without lengths)."""
-    if a.lengths is None:
-        return np.arange(a.B)
-    return np.flatnonzero(t < a.lengths)
+    """Indices of the samples that process step t (all of them without lengths or a step mask)."""
+    active = np.ones(a.B, bool)
+    if a.lengths is not None:
+        active &= t < a.lengths
+    if a.step_mask is not None:
+        active &= a.step_mask[t].astype(bool)
+    return np.flatnonzero(active)
+
+
+def _masked(h, hm):
+    """h as the recurrent products see it: times the recurrent mask rows, when there is one."""
+    return h if hm is None else h * hm
 
 
 def _to_caller_layout(seq, batch_first):
@@ -98,8 +111,8 @@ def _zero_grads(a):
 def _forward(a, step, state):
     """Run `step` over the sequence.
 
-    `state` is a tuple of (B, ...) arrays, h first; `step(a, x_t, state_rows)`
-    returns (new_state_rows, saved). Returns y (T, B, P), the final state and
+    `state` is a tuple of (B, ...) arrays, h first; `step(a, x_t, state_rows, hm_rows)`
+    returns (new_state_rows, saved); hm_rows are the recurrent mask's rows or None. Returns y (T, B, P), the final state and
     the per-step records for backward (None unless a.training).
     """
     state = tuple(s.copy() for s in state)             # never write the caller's h0/c0
@@ -109,7 +122,8 @@ def _forward(a, step, state):
         rows = _active_rows(a, t)                      # (B_t,)
         if rows.size == 0:
             continue
-        new_state, saved = step(a, a.x[t, rows], tuple(s[rows] for s in state))
+        hm = None if a.recurrent_mask is None else a.recurrent_mask[rows]
+        new_state, saved = step(a, a.x[t, rows], tuple(s[rows] for s in state), hm)
         for s, new in zip(state, new_state):
             s[rows] = new
         y[t, rows] = new_state[0]
@@ -155,33 +169,34 @@ def _backward(cache, dy, dstate, step_backward):
 # ---------------------------------------------------------------------------
 # Vanilla RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)
 
-def _rnn_step(a, x_t, state):
+def _rnn_step(a, x_t, state, hm):
     (h,) = state                                       # x_t (N, I), h (N, H)
-    pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(h, a.w_hh, a.b_hh)   # (N, H)
+    pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(_masked(h, hm), a.w_hh, a.b_hh)   # (N, H)
     h_new = np.tanh(pre) if a.cell == "rnn_tanh" else np.maximum(pre, 0)
-    return (h_new,), (x_t, h, h_new)
+    return (h_new,), (x_t, h, h_new, hm)
 
 
 def _rnn_step_backward(a, saved, d_new, grads):
-    x_t, h, h_new = saved
+    x_t, h, h_new, hm = saved
     (dh_new,) = d_new                                  # (N, H)
     if a.cell == "rnn_tanh":
         dpre = dh_new * (1 - h_new * h_new)
     else:
         dpre = dh_new * (h_new > 0)                    # relu'(0) taken as 0
     grads["w_ih"] += dpre.T @ x_t
-    grads["w_hh"] += dpre.T @ h
+    grads["w_hh"] += dpre.T @ _masked(h, hm)
     grads["b_ih"] += dpre.sum(0)
     grads["b_hh"] += dpre.sum(0)
-    return (dpre @ a.w_hh,), dpre @ a.w_ih
+    return (_masked(dpre @ a.w_hh, hm),), dpre @ a.w_ih
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
-                reverse=False, lengths=None, batch_first=False, training=True,
+                reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
+                batch_first=False, training=True,
                 num_threads=None):
     """Elman RNN over a sequence. Returns (y, h_n, cache); cache is None unless training."""
     a = _validate.prepare("rnn_" + _validate.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                          reverse=reverse, lengths=lengths, batch_first=batch_first,
+                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
                           training=training, num_threads=num_threads)
     y, (h_n,), steps = _forward(a, _rnn_step, (a.h0,))
     cache = Cache(a, steps) if a.training else None
@@ -201,26 +216,28 @@ def rnn_backward(dy, dh_n, cache):
 #   linear_before_reset=False: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
 #   h' = (1 - z) * n + z * h
 
-def _gru_step(a, x_t, state):
+def _gru_step(a, x_t, state, hm):
     (h,) = state                                       # x_t (N, I), h (N, H)
+    hr = _masked(h, hm)                                # what the recurrent products read
     H = a.H
     b_hh_rz, b_hh_n = _rows_of(a.b_hh, 0, 2 * H), _rows_of(a.b_hh, 2 * H, 3 * H)
     gi_r, gi_z, gi_n = _split(_linear(x_t, a.w_ih, a.b_ih), 3)             # (N, H) each
-    gh_r, gh_z = _split(_linear(h, a.w_hh[:2 * H], b_hh_rz), 2)           # (N, H) each
+    gh_r, gh_z = _split(_linear(hr, a.w_hh[:2 * H], b_hh_rz), 2)          # (N, H) each
     r = _sigmoid(gi_r + gh_r)
     z = _sigmoid(gi_z + gh_z)
     if a.linear_before_reset:
-        gh_n = _linear(h, a.w_hh[2 * H:], b_hh_n)                         # (N, H)
+        gh_n = _linear(hr, a.w_hh[2 * H:], b_hh_n)                        # (N, H)
         n = np.tanh(gi_n + r * gh_n)
     else:
-        gh_n = _linear(r * h, a.w_hh[2 * H:], b_hh_n)                     # (N, H)
+        gh_n = _linear(r * hr, a.w_hh[2 * H:], b_hh_n)                    # (N, H)
         n = np.tanh(gi_n + gh_n)
     h_new = (1 - z) * n + z * h
-    return (h_new,), (x_t, h, r, z, n, gh_n)
+    return (h_new,), (x_t, h, r, z, n, gh_n, hm)
 
 
 def _gru_step_backward(a, saved, d_new, grads):
-    x_t, h, r, z, n, gh_n = saved
+    x_t, h, r, z, n, gh_n, hm = saved
+    hr = _masked(h, hm)
     (dh_new,) = d_new                                  # (N, H)
     H = a.H
     w_hh_rz, w_hh_n = a.w_hh[:2 * H], a.w_hh[2 * H:]   # (2H, H), (H, H)
@@ -234,20 +251,20 @@ def _gru_step_backward(a, saved, d_new, grads):
     if a.linear_before_reset:                          # n = tanh(gi_n + r * gh_n)
         dr = dan * gh_n
         dgh_n = dan * r                                # d(W_hn h + b_hn)
-        grads["w_hh"][2 * H:] += dgh_n.T @ h
-        dh += dgh_n @ w_hh_n
+        grads["w_hh"][2 * H:] += dgh_n.T @ hr
+        dh += _masked(dgh_n @ w_hh_n, hm)
     else:                                              # n = tanh(gi_n + W_hn (r h) + b_hn)
         dgh_n = dan
-        d_rh = dgh_n @ w_hh_n                          # d(r * h), (N, H)
-        dr = d_rh * h
-        dh += d_rh * r
-        grads["w_hh"][2 * H:] += dgh_n.T @ (r * h)
+        d_rh = dgh_n @ w_hh_n                          # d(r * hr), (N, H)
+        dr = d_rh * hr
+        dh += _masked(d_rh * r, hm)
+        grads["w_hh"][2 * H:] += dgh_n.T @ (r * hr)
 
     dar = dr * r * (1 - r)                             # d(pre-activation of r)
     daz = dz * z * (1 - z)                             # d(pre-activation of z)
     dgh_rz = np.concatenate([dar, daz], axis=1)        # (N, 2H)
-    grads["w_hh"][:2 * H] += dgh_rz.T @ h
-    dh += dgh_rz @ w_hh_rz
+    grads["w_hh"][:2 * H] += dgh_rz.T @ hr
+    dh += _masked(dgh_rz @ w_hh_rz, hm)
 
     dgi = np.concatenate([dar, daz, dan], axis=1)      # d(W_ih x + b_ih), (N, 3H)
     grads["w_ih"] += dgi.T @ x_t
@@ -257,11 +274,12 @@ def _gru_step_backward(a, saved, d_new, grads):
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True,
-                reverse=False, lengths=None, batch_first=False, training=True,
+                reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
+                batch_first=False, training=True,
                 num_threads=None):
     """GRU over a sequence. Returns (y, h_n, cache); cache is None unless training."""
     a = _validate.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                          reverse=reverse, lengths=lengths, batch_first=batch_first,
+                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
                           training=training, linear_before_reset=linear_before_reset,
                           num_threads=num_threads)
     y, (h_n,), steps = _forward(a, _gru_step, (a.h0,))
@@ -283,9 +301,9 @@ def gru_backward(dy, dh_n, cache):
 #   o = sigmoid(W_io x + b_io + W_ho h + b_ho + p_o * c')
 #   m = o * tanh(c');  h' = m, or h' = w_hr @ m with projection (h is then (N, P))
 
-def _lstm_step(a, x_t, state):
+def _lstm_step(a, x_t, state, hm):
     h, c = state                                       # x_t (N, I), h (N, P), c (N, H)
-    pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(h, a.w_hh, a.b_hh)   # (N, 4H)
+    pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(_masked(h, hm), a.w_hh, a.b_hh)   # (N, 4H)
     a_i, a_f, a_g, a_o = _split(pre, 4)                # (N, H) each
     if a.w_peep is not None:
         p_i, p_f, p_o = a.w_peep                       # (H,) each
@@ -299,11 +317,11 @@ def _lstm_step(a, x_t, state):
     tanh_c = np.tanh(c_new)
     m = o * tanh_c                                     # (N, H)
     h_new = m if a.w_hr is None else _linear(m, a.w_hr)   # (N, P)
-    return (h_new, c_new), (x_t, h, c, i, f, g, o, c_new, tanh_c, m)
+    return (h_new, c_new), (x_t, h, c, i, f, g, o, c_new, tanh_c, m, hm)
 
 
 def _lstm_step_backward(a, saved, d_new, grads):
-    x_t, h, c, i, f, g, o, c_new, tanh_c, m = saved
+    x_t, h, c, i, f, g, o, c_new, tanh_c, m, hm = saved
     dh_new, dc_new = d_new                             # (N, P), (N, H)
 
     if a.w_hr is None:
@@ -329,19 +347,20 @@ def _lstm_step_backward(a, saved, d_new, grads):
 
     da = np.concatenate([dai, daf, dag, dao], axis=1)  # d(gate pre-activations), (N, 4H)
     grads["w_ih"] += da.T @ x_t
-    grads["w_hh"] += da.T @ h
+    grads["w_hh"] += da.T @ _masked(h, hm)
     grads["b_ih"] += da.sum(0)
     grads["b_hh"] += da.sum(0)
-    return (da @ a.w_hh, dc_prev), da @ a.w_ih
+    return (_masked(da @ a.w_hh, hm), dc_prev), da @ a.w_ih
 
 
 def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None,
-                 reverse=False, lengths=None, batch_first=False, training=True,
+                 reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
+                batch_first=False, training=True,
                  num_threads=None):
     """LSTM over a sequence. Returns (y, (h_n, c_n), cache); cache is None unless training."""
     h0, c0 = _validate.lstm_states(hc0, "(h0, c0)")
     a = _validate.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr,
-                          reverse=reverse, lengths=lengths, batch_first=batch_first,
+                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
                           training=training, num_threads=num_threads)
     y, (h_n, c_n), steps = _forward(a, _lstm_step, (a.h0, a.c0))
     cache = Cache(a, steps) if a.training else None

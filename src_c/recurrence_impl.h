@@ -209,6 +209,8 @@ typedef struct {
     int cell, B, H, P, G, GH, T;
     const real *b_hh;      /* (G*H,) */
     const real *peep;      /* (3, H) or NULL */
+    const real *rmask;     /* (B, P) or NULL: h times rmask feeds the recurrent products */
+    real *hm_buf;          /* (2, B, P) forward ping-pong of h * rmask */
     int proj;
     FN(phase) ph[3];
     int n_phases;
@@ -227,6 +229,7 @@ typedef struct {
 typedef struct {
     int t;
     const real *h_prev; real *h_new;      /* (B, P) */
+    const real *hm_prev; real *hm_new;    /* (B, P): h * rmask, forward with rmask only */
     const real *c_prev; real *c_new;      /* (B, H) */
     real *gates;                       /* (B, 4, H) */
     real *m;                           /* (B, H) */
@@ -239,7 +242,20 @@ typedef struct {
     real *dhs;                         /* (B, P) */
 } FN(step);
 
-static inline int FN(active)(const fr_seq *a, int t, int b) { return !a->lengths || t < a->lengths[b]; }
+static inline int FN(active)(const fr_seq *a, int t, int b)
+{
+    return (!a->lengths || t < a->lengths[b]) && (!a->step_mask || a->step_mask[(size_t)t * a->B + b]);
+}
+
+/* Stores a new h (row b, units n0..n0+nv) and, with a recurrent mask, h * rmask
+ * for the next step's products. */
+static inline __attribute__((always_inline)) void FN(put_h)(const FN(ctx) *c, const FN(step) *st, int b, int n0,
+                                                            int nv, V h)
+{
+    size_t o = (size_t)b * c->P + n0;
+    FN(vstore_n)(st->h_new + o, h, nv);
+    if (c->rmask) FN(vstore_n)(st->hm_new + o, h * FN(vload_n)(c->rmask + o, nv), nv);
+}
 
 static inline V FN(vone_minus_sq)(V v) { return 1 - v * v; }
 static inline V FN(vsig_grad)(V s) { return s * (1 - s); }
@@ -255,29 +271,31 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
 #define LD(p) FN(vload_n)((p), nv)
 #define ST(p, v) FN(vstore_n)((p), (v), nv)
 #define TILE(g) FN(vload)(tile + (g) * gs)
+#define PUT_H(v) FN(put_h)(c, st, b, n0, nv, (v))
     switch (id) {
     case PH_RNN: {
         const real *xp = st->xp + (size_t)b * GH + n0;
-        real *hn = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
-        if (!act) { ST(hn, LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
+        real *y = st->y + (size_t)b * P + n0;
+        if (!act) { PUT_H(LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
         V pre = LD(xp) + TILE(0) + LD(c->b_hh + n0);
         V h = c->cell == FR_RNN_TANH ? FN(vtanh)(pre) : FN(vrelu)(pre);
-        ST(hn, h); ST(y, h);
+        PUT_H(h); ST(y, h);
         return;
     }
     case PH_GRU_LBR: case PH_GRU_RZ: case PH_GRU_N: {
         const real *xp = st->xp + (size_t)b * GH + n0;
         const real *hp = st->h_prev + (size_t)b * P + n0;
         real *g = st->gates + (size_t)b * 4 * H + n0;      /* r, z, n, hn (LBR) or r*h */
-        real *hn_out = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
+        real *y = st->y + (size_t)b * P + n0;
         if (id == PH_GRU_RZ) {
             if (!act) { ST(g + 3 * H, zero); return; }
             V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
             V z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
-            ST(g, r); ST(g + H, z); ST(g + 3 * H, r * LD(hp));
+            V hm = c->rmask ? LD(st->hm_prev + (size_t)b * P + n0) : LD(hp);
+            ST(g, r); ST(g + H, z); ST(g + 3 * H, r * hm);
             return;
         }
-        if (!act) { ST(hn_out, LD(hp)); ST(y, zero); return; }
+        if (!act) { PUT_H(LD(hp)); ST(y, zero); return; }
         V z, n;
         if (id == PH_GRU_LBR) {
             V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
@@ -291,7 +309,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         }
         ST(g + 2 * H, n);
         V h = n + z * (LD(hp) - n);
-        ST(hn_out, h); ST(y, h);
+        PUT_H(h); ST(y, h);
         return;
     }
     case PH_LSTM: {
@@ -299,11 +317,11 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         const real *cp = st->c_prev + (size_t)b * H + n0;
         real *cn = st->c_new + (size_t)b * H + n0;
         real *g = st->gates + (size_t)b * 4 * H + n0;
-        real *out = c->proj ? st->m + (size_t)b * H + n0 : st->h_new + (size_t)b * P + n0;
+        real *m_out = c->proj ? st->m + (size_t)b * H + n0 : NULL;   /* projected: m feeds PH_PROJ */
         if (!act) {
             ST(cn, LD(cp));
-            if (c->proj) ST(out, zero);
-            else { ST(out, LD(st->h_prev + (size_t)b * P + n0)); ST(st->y + (size_t)b * P + n0, zero); }
+            if (c->proj) ST(m_out, zero);
+            else { PUT_H(LD(st->h_prev + (size_t)b * P + n0)); ST(st->y + (size_t)b * P + n0, zero); }
             return;
         }
         const real *bh = c->b_hh + n0;
@@ -317,14 +335,14 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         V o = FN(vsigmoid)(po);
         V m = o * FN(vtanh)(cc);
         ST(cn, cc); ST(g, i); ST(g + H, f); ST(g + 2 * H, gg); ST(g + 3 * H, o);
-        ST(out, m);
-        if (!c->proj) ST(st->y + (size_t)b * P + n0, m);
+        if (c->proj) ST(m_out, m);
+        else { PUT_H(m); ST(st->y + (size_t)b * P + n0, m); }
         return;
     }
     case PH_PROJ: {
-        real *hn = st->h_new + (size_t)b * P + n0, *y = st->y + (size_t)b * P + n0;
-        if (!act) { ST(hn, LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
-        ST(hn, TILE(0)); ST(y, TILE(0));
+        real *y = st->y + (size_t)b * P + n0;
+        if (!act) { PUT_H(LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
+        PUT_H(TILE(0)); ST(y, TILE(0));
         return;
     }
     case PH_B_RNN: {
@@ -363,9 +381,16 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         real *dh = st->dh + (size_t)b * P + n0;
         if (!act) return;
         const real *g = st->gates + (size_t)b * 4 * H + n0;
-        V r = LD(g), drh = TILE(0);
-        ST(dgx, drh * LD(st->h_prev + (size_t)b * P + n0) * FN(vsig_grad)(r));
-        ST(dh, LD(dh) + drh * r);
+        V r = LD(g), drh = TILE(0);                     /* d(r * h * rmask) */
+        V hp = LD(st->h_prev + (size_t)b * P + n0);
+        if (c->rmask) {
+            V m = LD(c->rmask + (size_t)b * P + n0);
+            ST(dgx, drh * hp * m * FN(vsig_grad)(r));
+            ST(dh, LD(dh) + drh * r * m);
+        } else {
+            ST(dgx, drh * hp * FN(vsig_grad)(r));
+            ST(dh, LD(dh) + drh * r);
+        }
         return;
     }
     case PH_B_DY: {
@@ -406,6 +431,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         const real *dh = st->dh + (size_t)b * P + n0;
         if (!act) { ST(dhp, LD(dh)); return; }
         V v = TILE(0);
+        if (c->rmask) v *= LD(c->rmask + (size_t)b * P + n0);
         if (c->cell == FR_GRU) v += LD(dh);              /* direct path, stored by PH_B_GRU* */
         ST(dhp, v);
         return;
@@ -414,6 +440,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
 #undef LD
 #undef ST
 #undef TILE
+#undef PUT_H
 }
 
 /* The epilogue of `rows` batch rows from r0, one loop per phase so that the
@@ -463,7 +490,8 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
     const real *in = NULL;
     long ld = 0;
     switch (ph->id) {
-    case PH_RNN: case PH_GRU_LBR: case PH_GRU_RZ: case PH_LSTM: in = st->h_prev; ld = c->P; break;
+    case PH_RNN: case PH_GRU_LBR: case PH_GRU_RZ: case PH_LSTM:
+        in = c->rmask ? st->hm_prev : st->h_prev; ld = c->P; break;
     case PH_GRU_N: in = st->gates + 3 * c->H; ld = 4 * c->H; break;
     case PH_PROJ: in = st->m; ld = c->H; break;
     case PH_B_GRU_R: in = st->dgx + 2 * c->H; ld = c->GH; break;
@@ -501,6 +529,10 @@ static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
     real *states = (real *)a->states, *cells = (real *)a->cells;
     st->h_prev = states + prev * B * P;
     st->h_new = states + next * B * P;
+    if (c->hm_buf) {
+        st->hm_prev = c->hm_buf + (size_t)(s & 1) * B * P;
+        st->hm_new = c->hm_buf + (size_t)((s + 1) & 1) * B * P;
+    }
     st->c_prev = cells ? cells + prev * B * H : NULL;
     st->c_new = cells ? cells + next * B * H : NULL;
     st->gates = a->gates ? (real *)a->gates + tt * B * 4 * H : NULL;
@@ -609,6 +641,7 @@ static void FN(ctx_init)(FN(ctx) *c, const fr_seq *a)
     c->GH = c->G * a->H;
     c->b_hh = (const real *)a->b_hh;
     c->peep = (const real *)a->w_peep;
+    c->rmask = (const real *)a->rmask;
     c->proj = a->w_hr != NULL;
 }
 
@@ -728,7 +761,8 @@ static int FN(forward)(const fr_seq *args)
     /* Inference without caller buffers: one step of states, cells, gates, m. */
     const int own_steps = !s.states;
     size_t n_steps = own_steps ? (size_t)2 * B * P + (size_t)2 * B * H + (size_t)B * 4 * H + (size_t)B * H : 0;
-    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_ap + n_steps) * sizeof(real) + 64);
+    size_t n_hm = c.rmask ? (size_t)2 * B * P : 0;
+    real *work = (real *)fr_aligned_alloc((n_xp + n_tiles + n_packed + n_ap + n_steps + n_hm) * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
     if (own_steps) {
@@ -736,6 +770,11 @@ static int FN(forward)(const fr_seq *args)
         s.cells = a->cell == FR_LSTM ? p : NULL; p += (size_t)2 * B * H;
         s.gates = a->cell == FR_GRU || a->cell == FR_LSTM ? p : NULL; p += (size_t)B * 4 * H;
         s.proj_in = c.proj ? p : NULL; p += (size_t)B * H;
+    }
+    if (n_hm) {                 /* step 0's products read h0 * rmask */
+        c.hm_buf = p; p += n_hm;
+        for (size_t i = 0; i < (size_t)B * P; i++)
+            c.hm_buf[i] = ((const real *)a->h0)[i] * c.rmask[i];
     }
     real *xp = p; p += n_xp;
     c.xp = xp;
@@ -818,7 +857,8 @@ static int FN(backward)(const fr_seq *a)
     for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
     size_t n_dhs = c.proj ? (size_t)T_ * B * P : 0;
     size_t n_carry = (size_t)2 * B * P + (lstm ? (size_t)2 * B * H : 0);
-    size_t total = n_dg * (gru_lbr ? 2 : 1) + n_tiles + n_packed + n_dhs + n_carry;
+    size_t n_hm = c.rmask ? (size_t)T_ * B * P : 0;
+    size_t total = n_dg * (gru_lbr ? 2 : 1) + n_tiles + n_packed + n_dhs + n_carry + n_hm;
     real *work = (real *)fr_aligned_alloc(total * sizeof(real) + 64);
     if (!work) return FR_ENOMEM;
     real *p = work;
@@ -829,6 +869,7 @@ static int FN(backward)(const fr_seq *a)
     if (n_dhs) { c.dhs = p; p += n_dhs; }
     c.dh_buf = p; p += (size_t)2 * B * P;
     if (lstm) { c.dc_buf = p; p += (size_t)2 * B * H; }
+    real *hm_all = n_hm ? p : NULL;
 
     /* The carries start from the final-state gradients, in the slot step T-1 reads. */
     memcpy(c.dh_buf, a->dh_n, (size_t)B * P * sizeof(real));
@@ -845,6 +886,12 @@ static int FN(backward)(const fr_seq *a)
     const real *x = (const real *)a->x;
     const real *states = (const real *)a->states;
     const real *h_prev_all = a->reverse ? states + (size_t)B * P : states;   /* (T, B, P) by time */
+    if (hm_all) {               /* the products saw h * rmask */
+        for (size_t m = 0; m < (size_t)T_ * B; m++)
+            for (int k = 0; k < P; k++)
+                hm_all[m * P + k] = h_prev_all[m * P + k] * c.rmask[(m % B) * P + k];
+        h_prev_all = hm_all;
+    }
     int rc = FN(gemm)((real *)a->dx, I, c.dgx, GH, 1, (const real *)a->w_ih, I, 1, M, I, GH, 0, nth);
     if (!rc) rc = FN(gemm)((real *)a->dw_ih, I, c.dgx, 1, GH, x, I, 1, GH, I, M, 0, nth);
     if (!rc && a->cell == FR_GRU && !a->lbr) {
