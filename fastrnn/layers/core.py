@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from .._linalg import matmul
 from .. import activations, initializers, regularizers
 from .base import Layer, deserialize, register, serialize
 
@@ -141,7 +142,7 @@ class Dense(Layer):
             raise ValueError(f"{self.name}: inputs expected last dimension {in_dim}, got shape {x.shape}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, in_dim)
-        z = x2 @ kernel
+        z = matmul(x2, kernel)
         if self.use_bias:
             z += self.params["bias"]
         y = self.activation.forward(z)
@@ -156,10 +157,10 @@ class Dense(Layer):
         d = np.asarray(d_outputs, dtype=self.dtype).reshape(-1, self.units)
         dz = self.activation.backward(d, x=z, y=y)
         if self.trainable:
-            self.grads["kernel"] += x2.T @ dz
+            matmul(x2.T, dz, out=self.grads["kernel"], accumulate=True)
             if self.use_bias:
                 self.grads["bias"] += dz.sum(axis=0)
-        dx = dz @ self.params["kernel"].T
+        dx = matmul(dz, self.params["kernel"].T)
         return dx.reshape(lead + (x2.shape[1],))
 
     def get_config(self):
