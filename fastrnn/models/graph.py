@@ -252,16 +252,18 @@ def _is_shape_list(shape):
 
 
 def _compatible(built, given):
-    """Do two shapes (or lists of shapes) agree wherever both sizes are known?"""
+    """Do two shapes (or lists of shapes) agree on the feature size (the last
+    dimension) where both know it? Other dimensions are the layer's business (a
+    Dense takes inputs of any rank)."""
     if built is None or given is None:
         return True
     if _is_shape_list(built) or _is_shape_list(given):
         if not (_is_shape_list(built) and _is_shape_list(given)) or len(built) != len(given):
             return False
         return all(_compatible(b, g) for b, g in zip(built, given))
-    if len(built) != len(given):
-        return False
-    return all(b is None or g is None or b == g for b, g in zip(built[1:], given[1:]))
+    if not built or not given:
+        return len(built) == len(given)
+    return built[-1] is None or given[-1] is None or built[-1] == given[-1]
 
 
 def call_layer(layer, inputs, *args, **kwargs):

@@ -191,10 +191,9 @@ class Model(TrainingMixin):
             count[base] = count.get(base, 0) + 1
             names.append(base if count[base] == 1 else f"{base}_{count[base] - 1}")
         self.output_names = names
-        self._n_uses = {}
-        for node in self._nodes:
-            self._n_uses[id(node.layer)] = self._n_uses.get(id(node.layer), 0) + 1
         self.built = True
+        if self.compiled:
+            self._loss_fns = None         # the outputs changed: resolve the compile arguments again
 
     # ---- structure -----------------------------------------------------------------------
     @property
@@ -615,6 +614,12 @@ class Sequential(Model):
         if input_shape is None and self._input_layer is None and not (self._stack and
                                                                         self._stack[0]._input_shape_arg):
             raise ValueError(f"{self.name}.build: input_shape is required")
+        if input_shape is not None and not self._stack:      # no layers yet: remember the input
+            if self._input_layer is not None:
+                raise ValueError(f"{self.name}.build: the model already has an input")
+            shape = tuple(input_shape)
+            self._input_layer = InputLayer(shape=shape[1:], batch_size=shape[0])
+            return
         self._build_graph(None if input_shape is None else tuple(input_shape)[1:], None,
                           batch=None if input_shape is None else tuple(input_shape)[0])
 

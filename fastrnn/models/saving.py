@@ -26,8 +26,8 @@ a writer that dies half-way leaves the old file as it was.
 Loading trusts nothing: every `np.load` runs with `allow_pickle=False`; zip
 entries must be the known names (no absolute paths, no `..`, no duplicates);
 sizes are bounded by the manifest; the format name and version, the config's
-schema, and each array's name, shape and dtype against the rebuilt model are
-checked before any weight changes. A file that fails any check gives a
+schema, and each array's position, weight name, shape and dtype against the
+rebuilt model are checked before any weight changes. A file that fails any check gives a
 `ValueError` naming the file and the problem.
 """
 import io
@@ -478,14 +478,15 @@ class _Archive:
 
 def _matched_weights(archive, model):
     """The archive's weights as a list in `model.get_weights()` order, after checking
-    every entry's layer, name, shape and dtype against the model."""
+    every entry's position, weight name, shape and dtype against the model (layer
+    names may differ: weights load into another instance of the architecture)."""
     path = archive.path
     manifest = archive.config["weights"]
     entries = model._weight_entries()
     if len(manifest) != len(entries):
         _fail(path, f"the file holds {len(manifest)} weight arrays, the model {model.name!r} has {len(entries)}")
     for i, (e, (layer, name, p)) in enumerate(zip(manifest, entries)):
-        if (e["layer"], e["name"]) != (layer.name, name):
+        if e["name"] != name:           # layers may be named differently (another instance of the model)
             _fail(path, f"weight {i} is {e['layer']}/{e['name']} in the file, {layer.name}/{name} in the model")
         if tuple(e["shape"]) != p.shape or e["dtype"] != p.dtype.name:
             _fail(path, f"weight {e['layer']}/{e['name']} has shape {tuple(e['shape'])} and dtype {e['dtype']} "

@@ -140,8 +140,9 @@ class ProgressBar:
         if self.verbose != 1:
             return
         now = time.perf_counter()
-        last = self.target is not None and step >= self.target
-        if not last and now - self._last_draw < self.interval:
+        if self.target is not None and step >= self.target:
+            return                        # finish() draws the last step
+        if now - self._last_draw < self.interval:
             return
         self._last_draw = now
         elapsed = now - self.start
@@ -517,15 +518,19 @@ class TrainingMixin:
         return data
 
     # ---- one batch ----------------------------------------------------------------------
-    def _run_batch(self, xs, ys, sws, training, callbacks=None, epoch=0, batch=0):
-        """Forward (and, training, backward and the update) on one batch; updates the trackers."""
-        self._check_inputs(xs)
-        n = xs[0].shape[0]
+    def _loss_and_grads(self, xs, ys, sws, training=True, need_grads=True):
+        """Steps 1-4 of a training step (see the module docstring) on one batch.
+
+        Returns (total loss, per-output losses, predictions, output masks); with
+        `need_grads` every layer's `grads` then hold the gradient of the total loss
+        (regularization included) with respect to its weights.
+        """
+        self._ensure_compiled()
         layers = self._weighted_layers()
-        if training:
+        if need_grads:
             for layer in layers:
                 layer.zero_grads()
-        preds, masks, ctxs = self._forward(xs, training=training, keep_ctx=training)
+        preds, masks, ctxs = self._forward(xs, training=training, keep_ctx=need_grads)
         total, d_outs, per_output = 0.0, [], []
         for i, loss in enumerate(self._loss_fns):
             if loss is None or ys[i] is None:
@@ -533,7 +538,7 @@ class TrainingMixin:
                 per_output.append(None)
                 continue
             w = self._loss_weights[i]
-            if training:
+            if need_grads:
                 value, grad = loss.forward_backward(ys[i], preds[i], sample_weight=sws[i], mask=masks[i])
                 if w != 1.0:
                     grad *= grad.dtype.type(w)
@@ -545,17 +550,26 @@ class TrainingMixin:
         for layer in layers:
             if layer._regularizers:
                 total += layer.regularization_loss()
-        if training:
+        if need_grads:
             self._backward(ctxs, d_outs)
             for layer in layers:
                 if layer._regularizers:
                     layer.add_regularization_grads()
+        return total, per_output, preds, masks
+
+    def _run_batch(self, xs, ys, sws, training, callbacks=None, epoch=0, batch=0):
+        """One batch: forward (and, training, backward and the update); updates the trackers."""
+        self._check_inputs(xs)
+        n = xs[0].shape[0]
+        total, per_output, preds, masks = self._loss_and_grads(xs, ys, sws, training=training,
+                                                               need_grads=training)
+        if training:
             skip = callbacks.check_loss(epoch, batch, total) if callbacks is not None else False
             if not skip:
                 params, grads = self._trainable_pairs()
                 if params:
                     self.optimizer.apply(params, grads)
-                for layer in layers:
+                for layer in self._weighted_layers():
                     layer.weights_changed()
                 if not self._trained:
                     self._trained = True
@@ -677,9 +691,10 @@ class TrainingMixin:
             xv, yv = validation_data[0], validation_data[1]
             swv = validation_data[2] if len(validation_data) == 3 else None
             return self._make_data(xv, yv, swv, batch_size, steps, "fit (validation_data)")
-        if isinstance(validation_data, (tuple, list, np.ndarray, dict)):
+        if isinstance(validation_data, (tuple, np.ndarray, dict)) or (
+                isinstance(validation_data, list) and not all(isinstance(b, tuple) for b in validation_data)):
             raise ValueError(f"{self.name}.fit: validation_data expected (x, y) or (x, y, sample_weight), or an "
-                             f"iterable of batches, got {type(validation_data).__name__}"
+                             f"iterable of such batches, got {type(validation_data).__name__}"
                              + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list))
                                 else ""))
         return self._make_data(validation_data, None, None, batch_size, steps, "fit (validation_data)")
