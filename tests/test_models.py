@@ -464,3 +464,21 @@ def test_summary_functional_connected_to():
     assert "encoder[0][1]" in text and "encoder[0][2]" in text      # the states passed to the decoder
     assert "shared_dense[0][0]" in text and "shared_dense[1][0]" in text
     assert f"Total params: {model.count_params():,}" in text
+
+
+def test_get_config_from_config_round_trip():
+    model = _encoder_decoder(dtype="float32")
+    cfg = model.get_config()
+    import json
+    clone = fr.Model.from_config(json.loads(json.dumps(cfg)))
+    assert [l.name for l in clone.layers] == [l.name for l in model.layers]
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
+    clone.set_weights(model.get_weights())
+    rng = np.random.default_rng(0)
+    x = [rng.integers(0, 8, (2, 5)), rng.integers(0, 8, (2, 3))]
+    for a, b in zip(clone.predict(x), model.predict(x)):
+        np.testing.assert_array_equal(a, b)
+    seq = fr.Sequential([layers.GRU(3), layers.Dense(1)])
+    seq.build((None, 4, 2))
+    again = fr.Sequential.from_config(seq.get_config())
+    assert again.built and again.input_shape == (None, 4, 2) and again.count_params() == seq.count_params()

@@ -482,8 +482,16 @@ class Model(TrainingMixin):
         (print_fn or print)(text)
 
     def get_config(self):
+        """The architecture as a JSON-able dict (layers and graph; no weights)."""
         from .saving import model_config
-        return model_config(self)
+        return model_config(self)["config"]
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new model (freshly drawn weights) from `get_config()`'s dict."""
+        from .saving import model_from_config
+        name = "Sequential" if issubclass(cls, Sequential) else "Model"
+        return model_from_config({"class_name": name, "config": config}, custom_objects=custom_objects)
 
     def save(self, filepath, include_optimizer=True):
         """Save the architecture, weights, compile configuration and optimizer state to one file."""

@@ -619,10 +619,16 @@ class TrainingMixin:
 
         self._pending_init_seed = seed          # a model that builds from the data draws its weights from it
         try:
-            data = self._make_data(x, y, sample_weight, batch_size, steps_per_epoch, "fit")
-        except BaseException:
+            return self._fit(x, y, sample_weight, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, initial_epoch, seed, train_seed, steps_per_epoch,
+                             validation_steps, validation_batch_size, validation_freq)
+        finally:
             self._pending_init_seed = None
-            raise
+
+    def _fit(self, x, y, sample_weight, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+             shuffle, initial_epoch, seed, train_seed, steps_per_epoch, validation_steps, validation_batch_size,
+             validation_freq):
+        data = self._make_data(x, y, sample_weight, batch_size, steps_per_epoch, "fit")
         val = None
         if validation_split:
             if not isinstance(data, _ArrayData):
@@ -631,7 +637,7 @@ class TrainingMixin:
             data, val = data.split(float(validation_split), f"{self.name}.fit")
         if validation_data is not None:
             if val is not None:
-                warnings.warn("fit: validation_data is given, so validation_split is ignored", stacklevel=2)
+                warnings.warn("fit: validation_data is given, so validation_split is ignored", stacklevel=3)
             val = self._validation_data(validation_data, validation_batch_size or batch_size, validation_steps)
         if seed is not None and self.built:
             self._redraw_unseeded(seed)
@@ -671,7 +677,7 @@ class TrainingMixin:
                     sys.stdout.write("\n")
                 warnings.warn(f"{self.name}.fit: the data ran out at epoch {epoch + 1}: the generator gave no "
                               "batch (pass steps_per_epoch, or an iterable that can restart)", RuntimeWarning,
-                              stacklevel=2)
+                              stacklevel=3)
                 break
             epoch_logs = dict(self._logs())
             if val is not None and not self.stop_training and (epoch + 1) % validation_freq == 0:
@@ -681,7 +687,6 @@ class TrainingMixin:
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
-        self._pending_init_seed = None
         cbs.on_train_end(epoch_logs)
         self.history = cbs.history
         return cbs.history
