@@ -482,3 +482,12 @@ def test_get_config_from_config_round_trip():
     seq.build((None, 4, 2))
     again = fr.Sequential.from_config(seq.get_config())
     assert again.built and again.input_shape == (None, 4, 2) and again.count_params() == seq.count_params()
+
+
+def test_sequential_add_that_fails_leaves_the_model_unchanged():
+    model = fr.Sequential([fr.Input((3,)), layers.Dense(2)])
+    with pytest.raises(ValueError):
+        model.add(layers.LSTM(4))                  # needs (batch, time, features)
+    assert len(model.layers) == 1 and model.output_shape == (None, 2)
+    model.add(layers.Dense(1))
+    assert model.output_shape == (None, 1)

@@ -458,3 +458,16 @@ def test_stateful_fit_over_windows():
     model.reset_states()
     pred = np.concatenate([model.predict(x[:, i:i + W], batch_size=B) for i in range(0, T, W)], axis=1)
     assert np.mean((pred - y) ** 2) < 0.02 < 0.1 * np.mean(y ** 2)       # 0.0036 here
+
+
+def test_compile_checks_names_before_the_model_is_built():
+    model = fr.Sequential([layers.Dense(1)])
+    with pytest.raises(ValueError, match="unknown identifier 'nope'"):
+        model.compile("adam", "nope")
+    with pytest.raises(ValueError, match="unknown identifier 'bad_metric'"):
+        model.compile("adam", "mse", metrics=["mae", "bad_metric"])
+    with pytest.raises(ValueError, match="optimizer"):
+        model.compile("adamx", "mse")
+    model.compile("adam", losses.serialize(losses.Huber(delta=2.0)))
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
+    assert isinstance(model._loss_fns[0], losses.Huber) and model._loss_fns[0].delta == 2.0

@@ -599,11 +599,17 @@ class Sequential(Model):
             raise ValueError(f"{self.name}.add: layer {layer.name!r} is already in the model")
         if any(l.name == layer.name for l in self._stack):
             raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the model")
+        was_built = self.built
         self._stack.append(layer)
-        if self.built:                       # extend the graph
-            self._build_graph(None, None)
-        elif self._input_layer is not None or (len(self._stack) == 1 and layer._input_shape_arg is not None):
-            self._build_graph(None, None)
+        if was_built or self._input_layer is not None or (len(self._stack) == 1
+                                                         and layer._input_shape_arg is not None):
+            try:                             # build (or extend) the graph now that the input is known
+                self._build_graph(None, None)
+            except BaseException:
+                self._stack.pop()            # leave the model as it was
+                if was_built:
+                    self._build_graph(None, None)
+                raise
 
     def pop(self):
         """Remove the last layer (and return it)."""

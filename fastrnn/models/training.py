@@ -270,6 +270,17 @@ def _is_batch_source(x, has_y, for_predict):
     return not has_y
 
 
+def _flat_specs(spec):
+    """Every leaf of a compile argument (a value, a list, a list of lists, a dict)."""
+    if spec is None:
+        return []
+    if isinstance(spec, dict) and "class_name" not in spec:      # per output (a config dict is a leaf)
+        return [leaf for v in spec.values() for leaf in _flat_specs(v)]
+    if isinstance(spec, (list, tuple)):
+        return [leaf for v in spec for leaf in _flat_specs(v)]
+    return [spec]
+
+
 # ---------------------------------------------------------------------------
 # The mixin
 
@@ -299,6 +310,11 @@ class TrainingMixin:
         output's loss. `loss_weights`: one float per output (list or dict).
         """
         optimizer = optimizers_module.get(optimizer)
+        # fail now on a bad name, even when the outputs (and so the per-output lists) are not known yet
+        for spec in _flat_specs(loss):
+            losses_module.get(spec)
+        for spec in _flat_specs(metrics) + _flat_specs(weighted_metrics):
+            metrics_module.get(spec)
         self._compile_args = dict(loss=loss, metrics=metrics, loss_weights=loss_weights,
                                   weighted_metrics=weighted_metrics)
         self.optimizer = optimizer
@@ -314,7 +330,7 @@ class TrainingMixin:
     def _per_output(self, value, what, allow_list_value=False):
         """A list with one entry per output from a single value, a list or a dict by output name."""
         n, names = len(self.outputs), self.output_names
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "class_name" not in value:      # by output name (not a config dict)
             unknown = sorted(set(value) - set(names))
             if unknown:
                 raise ValueError(f"{self.name}: {what} has keys {unknown} that are not output names {names}")
