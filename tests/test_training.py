@@ -471,3 +471,30 @@ def test_compile_checks_names_before_the_model_is_built():
     model.compile("adam", losses.serialize(losses.Huber(delta=2.0)))
     model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
     assert isinstance(model._loss_fns[0], losses.Huber) and model._loss_fns[0].delta == 2.0
+
+
+def test_ctrl_c_during_the_update_finishes_it_first(monkeypatch):
+    """A SIGINT arriving while the optimizer updates the weights is raised after the
+    update: the weights are those of a complete step, never half of one."""
+    import os
+    import signal
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("a custom SIGINT handler is installed")
+    x, y = _regression(n=8)
+    a, b = _dense_model(seed=4), _dense_model(seed=4)
+    b.train_on_batch(x, y)
+    real = a.optimizer._update
+    calls = []
+
+    def interrupted(param, grad, lr, slots):
+        if not calls:
+            os.kill(os.getpid(), signal.SIGINT)          # Ctrl-C after the first parameter
+        calls.append(1)
+        return real(param, grad, lr, slots)
+
+    monkeypatch.setattr(a.optimizer, "_update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        a.train_on_batch(x, y)
+    assert len(calls) == 4 and a.optimizer.iterations == 1
+    assert _same(a.get_weights(), b.get_weights())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -14,7 +14,9 @@ One training step (`train_on_batch`, and each batch of `fit`):
    (TerminateOnNaN on a non-finite loss) the update is skipped and the weights
    stay exactly as they were;
 6. `optimizer.apply(params, grads)` on every trainable weight, in the fixed
-   order of `model.trainable_weights`, then every layer's `weights_changed()`.
+   order of `model.trainable_weights`, then every layer's `weights_changed()`
+   (Ctrl-C is held back during this step, so an interrupted fit stops at a
+   batch boundary with consistent weights).
 
 Logged values follow Keras: "loss" is the mean of the batch losses (total loss,
 regularization included) weighted by batch size; metrics accumulate over the
@@ -31,7 +33,9 @@ that can restart runs out); without it each epoch runs the iterable to its end
 import copy
 import math
 import numbers
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -268,6 +272,33 @@ def _is_batch_source(x, has_y, for_predict):
     if for_predict:
         return not isinstance(x, (list, tuple)) and hasattr(x, "__iter__")
     return not has_y
+
+
+class _sigint_deferred:
+    """Hold back Ctrl-C (SIGINT) while the weights are being updated: a KeyboardInterrupt
+    arriving then is raised right after the update, so an interrupted `fit` stops at a
+    batch boundary with consistent weights. Only in the main thread, and only while
+    Python's own SIGINT handler is installed (a program's own handler is left alone)."""
+
+    __slots__ = ("_old", "_pending")
+
+    def __enter__(self):
+        self._old = None
+        self._pending = False
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self._pending = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            if self._pending and exc[0] is None:
+                raise KeyboardInterrupt
+        return False
 
 
 def _flat_specs(spec):
@@ -583,10 +614,11 @@ class TrainingMixin:
             skip = callbacks.check_loss(epoch, batch, total) if callbacks is not None else False
             if not skip:
                 params, grads = self._trainable_pairs()
-                if params:
-                    self.optimizer.apply(params, grads)
-                for layer in self._weighted_layers():
-                    layer.weights_changed()
+                with _sigint_deferred():             # Ctrl-C never leaves half an update
+                    if params:
+                        self.optimizer.apply(params, grads)
+                    for layer in self._weighted_layers():
+                        layer.weights_changed()
                 if not self._trained:
                     self._trained = True
                     self._forget_unseeded_marks()
