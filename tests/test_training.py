@@ -498,3 +498,19 @@ def test_ctrl_c_during_the_update_finishes_it_first(monkeypatch):
     assert len(calls) == 4 and a.optimizer.iterations == 1
     assert _same(a.get_weights(), b.get_weights())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_history_plot_and_csv_logger(tmp_path):
+    x, y = _regression(n=24)
+    model = _dense_model(metrics=["mae"])
+    log = tmp_path / "log.csv"
+    h = model.fit(x, y, epochs=3, batch_size=8, validation_split=0.25, verbose=0,
+                  callbacks=[callbacks.CSVLogger(str(log))])
+    rows = log.read_text().splitlines()
+    assert rows[0] == "epoch,loss,mae,val_loss,val_mae" and len(rows) == 4
+    assert float(rows[3].split(",")[1]) == pytest.approx(h.history["loss"][2])
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    fig = h.plot()
+    assert [a.get_title() for a in fig.axes] == ["loss", "mae"]
+    assert len(fig.axes[0].lines) == 2                 # training and validation

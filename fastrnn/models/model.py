@@ -42,11 +42,9 @@ import numpy as np
 from ..layers.base import Layer, _unique_name
 from . import graph
 from .graph import InputLayer, SymbolicTensor, fingerprint, shape_str
-from .training import TrainingMixin
+from .training import INIT_STREAM as _INIT_STREAM, MASK_STREAM as _MASK_STREAM, TrainingMixin
 
 __all__ = ["Model", "Sequential"]
-
-_INIT_STREAM, _SHUFFLE_STREAM, _MASK_STREAM = 1, 2, 3
 
 
 def check_seed(seed, who="seed"):

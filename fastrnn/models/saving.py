@@ -32,7 +32,6 @@ rebuilt model are checked before any weight changes. A file that fails any check
 """
 import io
 import json
-import numbers
 import os
 import stat
 import tempfile

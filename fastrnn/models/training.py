@@ -48,6 +48,9 @@ from .. import optimizers as optimizers_module
 
 __all__ = ["TrainingMixin", "ProgressBar"]
 
+# Streams of a seed s (numpy.random.default_rng([s, stream, ...])), see fastrnn.models.model.
+INIT_STREAM, SHUFFLE_STREAM, MASK_STREAM = 1, 2, 3
+
 
 def _int_arg(value, name, minimum=0, optional=False):
     if value is None and optional:
@@ -702,7 +705,7 @@ class TrainingMixin:
             cbs.on_epoch_begin(epoch)
             if train_seed is not None:
                 self._seed_masks(train_seed, epoch)
-                rng = np.random.default_rng([train_seed, 2, epoch]) if shuffle else None
+                rng = np.random.default_rng([train_seed, SHUFFLE_STREAM, epoch]) if shuffle else None
             else:
                 rng = unseeded_rng if shuffle else None
             if verbose == 1:
