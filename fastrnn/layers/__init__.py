@@ -15,7 +15,7 @@ from .core import Activation, Dense, Dropout, Embedding, Flatten, Masking, TimeD
 from .merge import Add, Concatenate
 
 # --- recurrent layers (added by the lead; they register themselves with @register) ---
-# from .recurrent import SimpleRNN, GRU, LSTM, Bidirectional
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 # --------------------------------------------------------------------------------------
 
 
@@ -36,4 +36,4 @@ def get(identifier, custom_objects=None):
 
 __all__ = ["Layer", "register", "registered_names", "serialize", "deserialize", "get", "get_class",
            "Dense", "Embedding", "Dropout", "Activation", "Flatten", "Masking", "TimeDistributed",
-           "Concatenate", "Add"]
+           "Concatenate", "Add", "SimpleRNN", "GRU", "LSTM", "Bidirectional"]
