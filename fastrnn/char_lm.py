@@ -70,7 +70,7 @@ def build_network(vocab_size, embed=48, units=256, seed=0, stateful=False):
         layers.Embedding(vocab_size, embed),
         layers.LSTM(units, return_sequences=True, stateful=stateful),
         layers.Dense(vocab_size),
-    ], name="char_lm")
+    ], name="char_lm", seed=seed)
 
 
 class CharLanguageModel:
