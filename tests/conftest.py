@@ -11,10 +11,17 @@ cache, dy, dstates)` hide the differences between the cells: the final state
 is always a tuple, (h_n,) or (h_n, c_n).
 """
 import dataclasses
+import importlib.util
+import os
 import zlib
 from typing import Optional
 
 import numpy as np
+
+# The Keras comparison tests run Keras 3 on the PyTorch backend when TensorFlow is not
+# installed (CI installs keras and the CPU torch, not TensorFlow).
+if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
+    os.environ["KERAS_BACKEND"] = "torch"
 
 # Cell variants: name -> (family, options); "peep"/"proj" ask for LSTM w_peep/w_hr,
 # the rest are forward keyword options.
