@@ -56,6 +56,8 @@ cdef extern from "fastrnn.h" nogil:
     int fr_backward(int dtype, const fr_seq *a)
     size_t fr_packed_bytes(int dtype, const fr_seq *a)
     int fr_pack(int dtype, const fr_seq *a, void *packed)
+    void fr_adam(int dtype, void *p, const void *g, void *m, void *v, void *vh, long n, double alpha,
+                 double c1, double c2, double eps, int n_threads)
     int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa,
                 const void *b, long rsb, long csb, int M, int N, int K, int beta, int n_threads)
     int fr_isa()
@@ -172,6 +174,19 @@ def gemm(c, a, b, bint accumulate, int n_threads):
     with nogil:
         status = fr_gemm(dtype, pc, ldc, pa, rsa, csa, pb, rsb, csb, M, N, K, accumulate, n_threads)
     _check(status)
+
+
+def adam(p, g, m, v, vh, double alpha, double c1, double c2, double eps, int n_threads):
+    """One Adam step in place over arrays of one dtype and one memory layout (vh may be None)."""
+    cdef int dtype = _dtype_code(p)
+    cdef long n = p.size
+    cdef void *pp = <void *>_addr(p)
+    cdef const void *pg = _addr(g)
+    cdef void *pm = <void *>_addr(m)
+    cdef void *pv = <void *>_addr(v)
+    cdef void *pvh = <void *>_addr(vh)
+    with nogil:
+        fr_adam(dtype, pp, pg, pm, pv, pvh, n, alpha, c1, c2, eps, n_threads)
 
 
 def isa():

@@ -36,7 +36,7 @@ import re
 
 import numpy as np
 
-from . import schedules
+from . import _engine, _threads, schedules
 from .schedules import check_flag, check_int, check_name, check_real
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "serialize",
@@ -58,6 +58,17 @@ def _key_order(key):
 
 def _shape_str(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+
+def _fusable(*arrays):
+    """True when the arrays (None skipped) can go to a compiled element-wise update:
+    one float dtype, one contiguous layout, writeable."""
+    first = arrays[0]
+    if first.dtype not in (np.float32, np.float64) or not (first.flags.c_contiguous or first.flags.f_contiguous):
+        return False
+    return all(a is None or (a.dtype == first.dtype and a.strides == first.strides and a.shape == first.shape)
+               for a in arrays[1:])
 
 
 class Optimizer:
@@ -535,6 +546,12 @@ class Adam(Optimizer):
         one = dt(1)
         alpha = lr * np.sqrt(one - dt(self.beta_2) ** t) / (one - dt(self.beta_1) ** t)
         m, v = slots["m"], slots["v"]
+        v_hat = slots.get("v_hat") if self.amsgrad else None
+        if _fusable(param, grad, m, v, v_hat):
+            # the same operations in one compiled pass (fastrnn/_engine: src_c/optim_impl.h)
+            _engine.adam(param, grad, m, v, v_hat, float(alpha), float(dt(1.0 - self.beta_1)),
+                         float(dt(1.0 - self.beta_2)), float(dt(self.epsilon)), _threads.get_num_threads())
+            return
         tmp = grad - m
         tmp *= dt(1.0 - self.beta_1)
         m += tmp

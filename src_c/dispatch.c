@@ -82,6 +82,11 @@ static const fr_kernels *kernels(int dtype)
 
 int fr_forward(int dtype, const fr_seq *a) { return kernels(dtype)->forward(a); }
 int fr_backward(int dtype, const fr_seq *a) { return kernels(dtype)->backward(a); }
+void fr_adam(int dtype, void *p, const void *g, void *m, void *v, void *vh, long n, double alpha, double c1,
+             double c2, double eps, int n_threads)
+{
+    kernels(dtype)->adam(p, g, m, v, vh, n, alpha, c1, c2, eps, n_threads);
+}
 size_t fr_packed_bytes(int dtype, const fr_seq *a) { return kernels(dtype)->packed_bytes(a); }
 int fr_pack(int dtype, const fr_seq *a, void *packed) { return kernels(dtype)->pack(a, packed); }
 

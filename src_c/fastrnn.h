@@ -93,6 +93,11 @@ int fr_pack(int dtype, const fr_seq *a, void *packed);
 int fr_gemm(int dtype, void *c, long ldc, const void *a, long rsa, long csa,
             const void *b, long rsb, long csb, int M, int N, int K, int beta, int n_threads);
 
+/* One Adam step (Keras 3's update) over n elements; vh NULL without AMSGrad.
+ * alpha = lr * sqrt(1 - b2^t) / (1 - b1^t), c1 = 1 - b1, c2 = 1 - b2 (see optim_impl.h). */
+void fr_adam(int dtype, void *p, const void *g, void *m, void *v, void *vh, long n, double alpha, double c1,
+             double c2, double eps, int n_threads);
+
 int fr_isa(void);               /* the instruction set the kernels dispatch to: the best this
                                    CPU supports, or FASTRNN_ISA=generic|avx2|avx512 (read once) */
 const char *fr_isa_name(int isa);

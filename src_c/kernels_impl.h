@@ -20,6 +20,7 @@
 #include "simd_impl.h"
 #include "gemm_impl.h"
 #include "recurrence_impl.h"
+#include "optim_impl.h"
 
 static int FN(gemm_entry)(void *c, long ldc, const void *a, long rsa, long csa, const void *b, long rsb,
                           long csb, int M, int N, int K, int beta, int n_threads)
@@ -27,7 +28,15 @@ static int FN(gemm_entry)(void *c, long ldc, const void *a, long rsa, long csa, 
     return FN(gemm)((real *)c, ldc, (const real *)a, rsa, csa, (const real *)b, rsb, csb, M, N, K, beta, n_threads);
 }
 
-const fr_kernels FR_CAT(fr_kernels, FR_SFX) = {FN(forward), FN(backward), FN(packed_bytes), FN(pack), FN(gemm_entry)};
+static void FN(adam_entry)(void *p, const void *g, void *m, void *v, void *vh, long n, double alpha, double c1,
+                           double c2, double eps, int n_threads)
+{
+    FN(adam)((real *)p, (const real *)g, (real *)m, (real *)v, (real *)vh, n, (real)alpha, (real)c1, (real)c2,
+             (real)eps, n_threads);
+}
+
+const fr_kernels FR_CAT(fr_kernels, FR_SFX) = {FN(forward), FN(backward), FN(packed_bytes), FN(pack), FN(gemm_entry),
+                                               FN(adam_entry)};
 
 #undef GEMM_NR
 #undef GEMM_KC

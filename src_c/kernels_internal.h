@@ -14,6 +14,8 @@ typedef struct {
     int (*pack)(const fr_seq *a, void *packed);
     int (*gemm)(void *c, long ldc, const void *a, long rsa, long csa, const void *b, long rsb, long csb,
                 int M, int N, int K, int beta, int n_threads);
+    void (*adam)(void *p, const void *g, void *m, void *v, void *vh, long n, double alpha, double c1, double c2,
+                 double eps, int n_threads);
 } fr_kernels;
 
 /* The phases a recurrence step is made of (see recurrence_impl.h). */

@@ -19,6 +19,12 @@ from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 # --------------------------------------------------------------------------------------
 
 
+def Input(shape, dtype="float32", name=None, batch_size=None):  # noqa: N802 (Keras's name)
+    """`fastrnn.Input`, also reachable here as in Keras (`layers.Input`)."""
+    from ..models.graph import Input as _input
+    return _input(shape, dtype=dtype, name=name, batch_size=batch_size)
+
+
 def get(identifier, custom_objects=None):
     """A layer from a registered class name (the class), a `{"class_name", "config"}`
     dict (a new instance), or a Layer instance (itself)."""
@@ -34,6 +40,6 @@ def get(identifier, custom_objects=None):
                     f"got {type(identifier).__name__}")
 
 
-__all__ = ["Layer", "register", "registered_names", "serialize", "deserialize", "get", "get_class",
+__all__ = ["Input", "Layer", "register", "registered_names", "serialize", "deserialize", "get", "get_class",
            "Dense", "Embedding", "Dropout", "Activation", "Flatten", "Masking", "TimeDistributed",
            "Concatenate", "Add", "SimpleRNN", "GRU", "LSTM", "Bidirectional"]
