@@ -61,6 +61,14 @@ def _shape_str(shape):
 
 
 
+def _same_layout(arr, like):
+    """`arr` contiguous in `like`'s memory order (a slot of a Fortran-ordered parameter
+    is Fortran-ordered too, so the compiled update can walk both in one pass)."""
+    if like.flags.f_contiguous and not like.flags.c_contiguous:
+        return np.asfortranarray(arr)
+    return np.ascontiguousarray(arr)
+
+
 def _fusable(*arrays):
     """True when the arrays (None skipped) can go to a compiled element-wise update:
     one float dtype, one contiguous layout, writeable."""
@@ -207,7 +215,7 @@ class Optimizer:
                 self._check_signature(signature, self._state_signature())
             self._signature = signature
             if self._slots is None:
-                self._slots = [{s: np.ascontiguousarray(self._slot_init(s, p)) for s in self._slot_names()}
+                self._slots = [{s: _same_layout(self._slot_init(s, p), p) for s in self._slot_names()}
                                for p in params]
         else:
             self._check_signature(signature, self._signature)

@@ -282,6 +282,13 @@ class Recurrent(Layer):
                         self.kernel_regularizer)
         self.add_weight("recurrent_kernel", (self.output_units, G * H),
                         complete_initializer(self.recurrent_initializer, H), self.recurrent_regularizer)
+        if self._perm is None:
+            # Without a gate reordering the engine's layout is the transpose of Keras's: keep
+            # the weights (and their gradients) as transposed views of engine-layout arrays,
+            # so that no call copies them (Keras's shapes, names and values are unchanged).
+            for name in ("kernel", "recurrent_kernel"):
+                self.params[name] = np.ascontiguousarray(self.params[name].T).T
+                self.grads[name] = np.zeros_like(self.params[name])
         if self.use_bias:
             self.add_weight("bias", self._bias_shape(), self._bias_init(), self.bias_regularizer)
         self._build_extras()
