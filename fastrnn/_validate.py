@@ -323,7 +323,10 @@ def backward_input(name, value, shape, meaning, dtype):
 
 
 def prepare_dy(dy, a: SeqArgs):
-    """`dy` like `y` (batch-first when the forward was), as time-major (T, B, P)."""
+    """`dy` like `y` (batch-first when the forward was), as time-major (T, B, P);
+    None stays None (no gradient reaches y: the kernels read it as zeros)."""
+    if dy is None:
+        return None
     if a.batch_first:
         arr = backward_input("dy", dy, (a.B, a.T, a.P), "(B, T, P) like y", a.dtype)
         return np.ascontiguousarray(arr.transpose(1, 0, 2))

@@ -141,6 +141,8 @@ def _backward(cache, dy, dstate, step_backward):
     (dstate_prev_rows, dx_rows). Returns the finished grads dict.
     """
     a = cache.args
+    if dy is None:                                     # no gradient reaches y
+        dy = np.zeros((a.T, a.B, a.P), a.dtype)
     dstate = tuple(d.copy() for d in dstate)
     dx = np.zeros_like(a.x)                            # (T, B, I)
     grads = _zero_grads(a)

@@ -59,7 +59,7 @@ typedef struct {
     void *proj_in;              /* (T, B, H) training, (1, B, H) inference: LSTM m = o*tanh(c) */
 
     /* backward inputs */
-    const void *dy;             /* (T, B, P) */
+    const void *dy;             /* (T, B, P), or NULL: zero (only final-state gradients) */
     const void *dh_n;           /* (B, P) */
     const void *dc_n;           /* (B, H), LSTM */
 

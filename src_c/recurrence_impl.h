@@ -272,6 +272,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
 #define ST(p, v) FN(vstore_n)((p), (v), nv)
 #define TILE(g) FN(vload)(tile + (g) * gs)
 #define PUT_H(v) FN(put_h)(c, st, b, n0, nv, (v))
+#define DY() (st->dy ? LD(st->dy + (size_t)b * P + n0) : zero)      /* no dy: only final-state gradients */
     switch (id) {
     case PH_RNN: {
         const real *xp = st->xp + (size_t)b * GH + n0;
@@ -348,7 +349,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
     case PH_B_RNN: {
         real *dg = st->dgx + (size_t)b * GH + n0;
         if (!act) { ST(dg, zero); return; }
-        V d = LD(st->dh + (size_t)b * P + n0) + LD(st->dy + (size_t)b * P + n0);
+        V d = LD(st->dh + (size_t)b * P + n0) + DY();
         V h = LD(st->h_new + (size_t)b * P + n0);
         V dpre = c->cell == FR_RNN_TANH ? d * FN(vone_minus_sq)(h) : FN(vsel)(h > 0, d, zero);
         ST(dg, dpre);
@@ -363,7 +364,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
             return;
         }
         const real *g = st->gates + (size_t)b * 4 * H + n0;
-        V d = LD(dh) + LD(st->dy + (size_t)b * P + n0);
+        V d = LD(dh) + DY();
         V z = LD(g + H), n = LD(g + 2 * H), hp = LD(st->h_prev + (size_t)b * P + n0);
         V dn = d * (1 - z) * FN(vone_minus_sq)(n);
         V dz = d * (hp - n) * FN(vsig_grad)(z);
@@ -396,7 +397,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
     case PH_B_DY: {
         real *dh = st->dh + (size_t)b * P + n0, *dhs = st->dhs + (size_t)b * P + n0;
         if (!act) { ST(dhs, zero); return; }
-        V d = LD(dh) + LD(st->dy + (size_t)b * P + n0);
+        V d = LD(dh) + DY();
         ST(dh, d); ST(dhs, d);
         return;
     }
@@ -410,7 +411,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
             return;
         }
         const real *g = st->gates + (size_t)b * 4 * H + n0;
-        V dm = c->proj ? TILE(0) : LD(st->dh + (size_t)b * P + n0) + LD(st->dy + (size_t)b * P + n0);
+        V dm = c->proj ? TILE(0) : LD(st->dh + (size_t)b * P + n0) + DY();
         V i = LD(g), f = LD(g + H), gg = LD(g + 2 * H), o = LD(g + 3 * H);
         V cc = LD(st->c_new + (size_t)b * H + n0), cprev = LD(st->c_prev + (size_t)b * H + n0);
         V tc = FN(vtanh)(cc);
@@ -441,6 +442,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
 #undef ST
 #undef TILE
 #undef PUT_H
+#undef DY
 }
 
 /* The epilogue of `rows` batch rows from r0, one loop per phase so that the
@@ -542,7 +544,7 @@ static void FN(step_at)(const FN(ctx) *c, int s, int backward, FN(step) *st)
     if (backward) {
         /* The carries ping-pong; step s of T-1..0 reads slot (T-1-s)&1. */
         int k = (T_ - 1 - s) & 1;
-        st->dy = (const real *)a->dy + (size_t)t * B * P;
+        st->dy = a->dy ? (const real *)a->dy + (size_t)t * B * P : NULL;
         st->dh = c->dh_buf + (size_t)k * B * P;
         st->dh_prev = c->dh_buf + (size_t)(k ^ 1) * B * P;
         st->dc = c->dc_buf ? c->dc_buf + (size_t)k * B * H : NULL;
