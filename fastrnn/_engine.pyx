@@ -20,6 +20,7 @@ cdef extern from "fastrnn.h" nogil:
         int cell, lbr, reverse, training
         int T, B, I, H, P
         int n_threads
+        int *steps_threads
         const int64_t *lengths
         const unsigned char *step_mask
         const void *rmask
@@ -115,21 +116,25 @@ cdef void _fill_saved(fr_seq *s, object states, object cells, object gates, obje
 def forward(a, int n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in, packed):
     """One forward pass of validated args `a`; biases never None. The saved arrays
     (states, cells, gates, proj_in) may all be None for inference; `packed` is a
-    buffer from `pack` for the same weights, or None."""
+    buffer from `pack` for the same weights, or None. Returns the threads its step
+    loop used."""
     cdef fr_seq s
     _fill(&s, a, n_threads, b_ih, b_hh)
     s.packed = _addr(packed)
     _fill_saved(&s, states, cells, gates, proj_in)
     s.y = <void *>_addr(y); s.h_n = <void *>_addr(h_n); s.c_n = <void *>_addr(c_n)
-    cdef int dtype = _dtype_code(a.x), status
+    cdef int dtype = _dtype_code(a.x), status, used = 1
+    s.steps_threads = &used
     with nogil:
         status = fr_forward(dtype, &s)
     _check(status)
+    return used
 
 
 def backward(a, int n_threads, b_ih, b_hh, states, cells, gates, proj_in, dy, dh_n, dc_n,
              dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep, dw_hr):
-    """One backward pass, from the forward's args and saved arrays and the incoming gradients."""
+    """One backward pass, from the forward's args and saved arrays and the incoming
+    gradients. Returns the threads its step loop used."""
     cdef fr_seq s
     _fill(&s, a, n_threads, b_ih, b_hh)
     _fill_saved(&s, states, cells, gates, proj_in)
@@ -138,10 +143,12 @@ def backward(a, int n_threads, b_ih, b_hh, states, cells, gates, proj_in, dy, dh
     s.dw_ih = <void *>_addr(dw_ih); s.dw_hh = <void *>_addr(dw_hh)
     s.db_ih = <void *>_addr(db_ih); s.db_hh = <void *>_addr(db_hh)
     s.dw_peep = <void *>_addr(dw_peep); s.dw_hr = <void *>_addr(dw_hr)
-    cdef int dtype = _dtype_code(a.x), status
+    cdef int dtype = _dtype_code(a.x), status, used = 1
+    s.steps_threads = &used
     with nogil:
         status = fr_backward(dtype, &s)
     _check(status)
+    return used
 
 
 def pack(a, int n_threads):

@@ -128,9 +128,10 @@ def _forward(a, packed=None):
     else:
         states = cells = gates = proj_in = None
     b_ih, b_hh = _biases(a)
-    n_threads = _threads.get_num_threads() if a.num_threads is None else a.num_threads
-    _engine.forward(a, n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in,
-                    None if packed is None else packed.buffer)
+    n_threads = _threads.for_call(_threads.get_num_threads() if a.num_threads is None else a.num_threads)
+    with _threads.Timed(n_threads) as timed:
+        timed.used = _engine.forward(a, n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in,
+                                     None if packed is None else packed.buffer)
     cache = Cache(a.cell, a, saved) if a.training else None
     if a.batch_first:
         y = y.transpose(1, 0, 2)
@@ -156,10 +157,12 @@ def _backward(cell, dy, final_grads, cache):
     if a.w_hr is not None:
         grads["w_hr"] = _empty((a.P, H), dt)
     b_ih, b_hh = _biases(a)
-    _engine.backward(a, _threads.resolve(a.num_threads), b_ih, b_hh, *cache.saved.values(),
-                     dy, dstate[0], dstate[1] if cell == "lstm" else None,
-                     grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
-                     grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
+    n_threads = _threads.for_call(_threads.resolve(a.num_threads))
+    with _threads.Timed(n_threads) as timed:
+        timed.used = _engine.backward(a, n_threads, b_ih, b_hh, *cache.saved.values(),
+                                      dy, dstate[0], dstate[1] if cell == "lstm" else None,
+                                      grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
+                                      grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
     cache.used = True
     cache.saved = None          # release the saved arrays; the cache is spent
     if a.batch_first:

@@ -30,6 +30,7 @@ typedef struct {
     int reverse, training;
     int T, B, I, H, P;
     int n_threads;              /* upper bound; kernels may use fewer */
+    int *steps_threads;         /* out, or NULL: the threads the step loop used */
     const int64_t *lengths;     /* (B,) each 0..T, or NULL: all T */
     const uint8_t *step_mask;   /* (T, B) 1 where a sample processes a step, or NULL: all (with lengths: both) */
     const void *rmask;          /* (B, P) factor on h where it enters the recurrent products (variational

@@ -745,6 +745,7 @@ static int FN(forward)(const fr_seq *args)
     if (direct)
         for (int i = 0; i < c.n_phases; i++) { ph[i].w = src[i].w; ph[i].rs = src[i].rs; }
     int nthr = FN(threads_for)(&c, a->n_threads, direct);
+    if (a->steps_threads) *a->steps_threads = nthr;
     /* The input projection xp = x W_ih^T + b_ih is one GEMM over the T*B rows of
      * Tc steps at a time, computed just before those steps need it: Tc is chosen
      * so that xp stays in cache (about 1 MiB) instead of a T-long buffer. */
@@ -855,6 +856,7 @@ static int FN(backward)(const fr_seq *a)
     }
     const int lstm = a->cell == FR_LSTM, gru_lbr = a->cell == FR_GRU && a->lbr;
     int nthr = FN(threads_for)(&c, a->n_threads, 0);
+    if (a->steps_threads) *a->steps_threads = nthr;
     size_t n_dg = (size_t)T_ * B * GH, n_tiles = (size_t)nthr * 8 * 4 * VL, n_packed = 0;
     for (int i = 0; i < c.n_phases; i++) n_packed += FN(packed_size)(&ph[i]);
     size_t n_dhs = c.proj ? (size_t)T_ * B * P : 0;
