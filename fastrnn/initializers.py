@@ -30,11 +30,14 @@ shape alone does not say which, so `TorchUniform` takes it explicitly:
 `TorchUniform(fan_in=H)`, or `TorchUniform(bound=b)`. A layer that receives the
 bare name "torch_uniform" completes it with `init.with_fan_in(H)`.
 """
+import functools
 import inspect
 import math
 import numbers
 
 import numpy as np
+
+from . import _registry
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "Identity", "RandomUniform", "RandomNormal",
@@ -140,23 +143,12 @@ def compute_fans(shape, input_axes=None, output_axes=None):
 # ---------------------------------------------------------------------------
 # base classes
 
-class Initializer:
+class Initializer(_registry.Configurable):
     """Base class. Subclasses implement `__call__(shape, dtype="float32", rng=None)`
     and `get_config()`; `from_config` rebuilds an instance from its config."""
 
     def __call__(self, shape, dtype="float32", rng=None):
         raise NotImplementedError(f"{type(self).__name__}.__call__")
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class _RandomInitializer(Initializer):
@@ -536,7 +528,7 @@ _ALIASES = {"zero": Zeros, "one": Ones, "uniform": RandomUniform, "normal": Rand
             "xavier_uniform": GlorotUniform, "xavier_normal": GlorotNormal,
             "kaiming_normal": HeNormal, "kaiming_uniform": HeUniform,
             "OrthogonalInitializer": Orthogonal, "IdentityInitializer": Identity}
-_NAMES = {**_SNAKE_NAMES, **_ALIASES, **{cls.__name__: cls for cls in _CLASSES}}
+_NAMES = {**_SNAKE_NAMES, **_ALIASES, **_registry.by_class_name(_CLASSES)}
 
 
 def _lookup(name, custom_objects):
@@ -550,9 +542,7 @@ def _lookup(name, custom_objects):
 
 def serialize(initializer):
     """`{"class_name": ..., "config": {...}}` of an initializer (Keras's layout)."""
-    if not isinstance(initializer, Initializer):
-        raise TypeError(f"serialize: expected an Initializer, got {type(initializer).__name__}")
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    return _registry.serialize(initializer, Initializer, "serialize: expected an Initializer, got {type}")
 
 
 def deserialize(config, custom_objects=None):
@@ -561,18 +551,7 @@ def deserialize(config, custom_objects=None):
     `custom_objects` maps extra names to classes. Extra keys of a Keras
     config ("module", "registered_name") are ignored.
     """
-    if isinstance(config, str):
-        return _lookup(config, custom_objects)()
-    if not isinstance(config, dict):
-        raise TypeError(f"deserialize: expected a str or a dict, got {type(config).__name__}")
-    if "class_name" not in config:
-        raise ValueError(f"deserialize: the dict needs a 'class_name' key, got keys {sorted(config)}")
-    cls = _lookup(config["class_name"], custom_objects)
-    kwargs = config.get("config") or {}
-    try:
-        return cls.from_config(dict(kwargs))
-    except TypeError as e:
-        raise ValueError(f"deserialize: bad config for {config['class_name']}: {kwargs!r} ({e})") from None
+    return _registry.deserialize(config, functools.partial(_lookup, custom_objects=custom_objects))
 
 
 def get(identifier):

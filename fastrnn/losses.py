@@ -54,6 +54,8 @@ import numbers
 
 import numpy as np
 
+from . import _registry
+
 __all__ = ["Loss", "MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy",
            "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "get", "serialize",
            "deserialize", "REDUCTIONS", "EPSILON"]
@@ -247,7 +249,7 @@ def sparse_crossentropy(labels, pred, from_logits, need_grad):
 # ---------------------------------------------------------------------------
 # Losses
 
-class Loss:
+class Loss(_registry.Configurable):
     """Base class. A subclass implements `_compute` on arrays whose feature
     axis is last; this class does the checking, weighting, masking and
     reduction (see the module docstring)."""
@@ -338,14 +340,6 @@ class Loss:
     # ---- config -----------------------------------------------------------------------
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _check_fraction(name, value):
@@ -570,7 +564,7 @@ _ALIASES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
-_BY_NAME = {**_ALIASES, **{cls.__name__: cls for cls in _CLASSES}}
+_BY_NAME = {**_ALIASES, **_registry.by_class_name(_CLASSES)}
 
 
 def get(identifier):
@@ -593,9 +587,7 @@ def get(identifier):
 
 def serialize(loss):
     """`{"class_name": ..., "config": ...}` (JSON-able) for a Loss."""
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss: expected a Loss instance, got {type(loss).__name__}")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return _registry.serialize(loss, Loss, "loss: expected a Loss instance, got {type}")
 
 
 def deserialize(config, custom_objects=None):
@@ -604,14 +596,4 @@ def deserialize(config, custom_objects=None):
     `custom_objects` maps class names to Loss subclasses not defined here."""
     if isinstance(config, str):
         return get(config)
-    if not isinstance(config, dict):
-        raise TypeError(f"config: expected a dict with 'class_name' and 'config', got {type(config).__name__}")
-    if not isinstance(config.get("class_name"), str) or not isinstance(config.get("config", {}), dict):
-        raise ValueError(f"config: expected a dict with a str 'class_name' and a dict 'config', got {config!r}")
-    name = config["class_name"]
-    classes = {cls.__name__: cls for cls in _CLASSES}
-    classes.update(custom_objects or {})
-    cls = classes.get(name)
-    if cls is None:
-        raise ValueError(f"config: unknown loss class {name!r}; known: {', '.join(sorted(classes))}")
-    return cls.from_config(dict(config.get("config", {})))
+    return _registry.deserialize_checked(config, _CLASSES, "loss", custom_objects)

@@ -31,7 +31,7 @@ import numbers
 
 import numpy as np
 
-from . import losses
+from . import _registry, losses
 from .losses import (_align_target, _as_mask, _as_pred, _as_real, _asarray, _check_bool, _expand_to,
                      _feature_view, _shape_str, _sparse_labels, sparse_crossentropy)
 
@@ -39,7 +39,7 @@ __all__ = ["Metric", "Mean", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy"
            "MeanAbsoluteError", "MeanSquaredError", "Perplexity", "get", "serialize", "deserialize"]
 
 
-class Metric:
+class Metric(_registry.Configurable):
     """Base class: a name, a running weighted total and count, and config."""
 
     default_name = "metric"
@@ -84,14 +84,6 @@ class Metric:
     def get_config(self):
         return {"name": self.name}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
 
 class Mean(Metric):
     """The running weighted mean of `values` (the model uses one for its loss).
@@ -107,23 +99,28 @@ class Mean(Metric):
 
 
 class _EntryMetric(Metric):
-    """A metric of per-entry values computed by `_values` from a batch."""
+    """A metric of per-entry values computed by `_values` from a batch.
+
+    `_compares`: y_pred may have any real dtype (an accuracy compares, it does
+    not differentiate). `_by_class`: an entry is a row of the last axis, which
+    holds the classes (at least one); otherwise entries follow the losses (a
+    1-d y_pred is (B, 1))."""
+
+    _compares = False
+    _by_class = False
 
     def update_state(self, y_true, y_pred, sample_weight=None, mask=None):
         """Add one batch: `y_pred` (..., C), `y_true` as the subclass says."""
-        pred = self._as_pred(y_pred)
-        entry_shape = self._entry_shape(pred)
+        pred = _as_real_pred(y_pred) if self._compares else _as_pred(y_pred)
+        entry_shape = pred.shape[:-1] if self._by_class else _feature_view(pred).shape[:-1]
         active = _as_mask(mask, entry_shape)
+        if self._by_class and pred.shape[-1] == 0:
+            raise ValueError(f"y_pred: expected at least one class along the last axis, "
+                             f"got shape {_shape_str(pred.shape)}")
         values, valid = self._values(y_true, pred, active)
         if valid is not None:
             active = valid if active is None else active & valid
         self._accumulate(values, entry_shape, sample_weight, active)
-
-    def _as_pred(self, y_pred):
-        return _as_pred(y_pred)
-
-    def _entry_shape(self, pred):
-        return _feature_view(pred).shape[:-1]
 
     def _values(self, y_true, pred, active):
         """(per-entry values, bool array of entries the labels allow or None)."""
@@ -144,9 +141,7 @@ class Accuracy(_EntryMetric):
     """How often y_pred == y_true exactly, averaged over the last axis per entry."""
 
     default_name = "accuracy"
-
-    def _as_pred(self, y_pred):
-        return _as_real_pred(y_pred)
+    _compares = True
 
     def _values(self, y_true, pred, active):
         view = _feature_view(pred)
@@ -164,15 +159,13 @@ class BinaryAccuracy(_EntryMetric):
     For a model that outputs logits use threshold=0."""
 
     default_name = "binary_accuracy"
+    _compares = True
 
     def __init__(self, threshold=0.5, name=None):
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
             raise TypeError(f"threshold: expected a float, got {type(threshold).__name__}")
         self.threshold = float(threshold)
         super().__init__(name=name)
-
-    def _as_pred(self, y_pred):
-        return _as_real_pred(y_pred)
 
     def _values(self, y_true, pred, active):
         view = _feature_view(pred)
@@ -187,17 +180,9 @@ class CategoricalAccuracy(_EntryMetric):
     """How often argmax(y_pred) == argmax(y_true) along the last axis (one-hot y_true)."""
 
     default_name = "categorical_accuracy"
-
-    def _as_pred(self, y_pred):
-        return _as_real_pred(y_pred)
-
-    def _entry_shape(self, pred):
-        return pred.shape[:-1]
+    _compares = _by_class = True
 
     def _values(self, y_true, pred, active):
-        if pred.shape[-1] == 0:
-            raise ValueError(f"y_pred: expected at least one class along the last axis, "
-                             f"got shape {_shape_str(pred.shape)}")
         target = _as_real("y_true", y_true, np.float64)
         if target.shape != pred.shape:
             raise ValueError(f"y_true: expected shape {_shape_str(pred.shape)} (the shape of y_pred: one-hot rows), "
@@ -212,21 +197,13 @@ class SparseCategoricalAccuracy(_EntryMetric):
     that label out, like `SparseCategoricalCrossentropy(ignore_class=...)`."""
 
     default_name = "sparse_categorical_accuracy"
+    _compares = _by_class = True
 
     def __init__(self, ignore_class=None, name=None):
         self.ignore_class = _check_ignore_class(ignore_class)
         super().__init__(name=name)
 
-    def _as_pred(self, y_pred):
-        return _as_real_pred(y_pred)
-
-    def _entry_shape(self, pred):
-        return pred.shape[:-1]
-
     def _values(self, y_true, pred, active):
-        if pred.shape[-1] == 0:
-            raise ValueError(f"y_pred: expected at least one class along the last axis, "
-                             f"got shape {_shape_str(pred.shape)}")
         labels, valid = _sparse_labels(y_true, pred.shape[:-1], pred.shape[-1], self.ignore_class, active)
         return labels == np.argmax(pred, axis=-1), valid
 
@@ -261,19 +238,14 @@ class Perplexity(_EntryMetric):
     out."""
 
     default_name = "perplexity"
+    _by_class = True
 
     def __init__(self, from_logits=True, ignore_class=None, name=None):
         self.from_logits = _check_bool("from_logits", from_logits)
         self.ignore_class = _check_ignore_class(ignore_class)
         super().__init__(name=name)
 
-    def _entry_shape(self, pred):
-        return pred.shape[:-1]
-
     def _values(self, y_true, pred, active):
-        if pred.shape[-1] == 0:
-            raise ValueError(f"y_pred: expected at least one class along the last axis, "
-                             f"got shape {_shape_str(pred.shape)}")
         labels, valid = _sparse_labels(y_true, pred.shape[:-1], pred.shape[-1], self.ignore_class, active)
         nll, _ = sparse_crossentropy(labels, pred, self.from_logits, need_grad=False)
         return nll, valid
@@ -368,22 +340,11 @@ def get(identifier, loss=None, output_shape=None):
 
 def serialize(metric):
     """`{"class_name": ..., "config": ...}` (JSON-able) for a Metric (its state is not saved)."""
-    if not isinstance(metric, Metric):
-        raise TypeError(f"metric: expected a Metric instance, got {type(metric).__name__}")
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    return _registry.serialize(metric, Metric, "metric: expected a Metric instance, got {type}")
 
 
 def deserialize(config, custom_objects=None):
     """The Metric that `serialize` described (a name is accepted too)."""
     if isinstance(config, str):
         return get(config)
-    if not isinstance(config, dict):
-        raise TypeError(f"config: expected a dict with 'class_name' and 'config', got {type(config).__name__}")
-    if not isinstance(config.get("class_name"), str) or not isinstance(config.get("config", {}), dict):
-        raise ValueError(f"config: expected a dict with a str 'class_name' and a dict 'config', got {config!r}")
-    classes = {cls.__name__: cls for cls in _CLASSES}
-    classes.update(custom_objects or {})
-    cls = classes.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"config: unknown metric class {config['class_name']!r}; known: {', '.join(sorted(classes))}")
-    return cls.from_config(dict(config.get("config", {})))
+    return _registry.deserialize_checked(config, _CLASSES, "metric", custom_objects)

@@ -36,7 +36,7 @@ import re
 
 import numpy as np
 
-from . import _engine, _threads, schedules
+from . import _engine, _registry, _threads, schedules
 from .schedules import check_flag, check_int, check_name, check_real
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "serialize",
@@ -739,9 +739,7 @@ _CLASSES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagr
 
 def serialize(optimizer):
     """A JSON-able `{"class_name": ..., "config": ...}` dict for an optimizer."""
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return _registry.serialize(optimizer, Optimizer, "optimizer: expected an Optimizer, got {type}")
 
 
 def deserialize(config, custom_objects=None):
@@ -749,13 +747,11 @@ def deserialize(config, custom_objects=None):
 
     `custom_objects` maps class names to your own Optimizer or schedule classes.
     """
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError(f"config: expected a dict with 'class_name' and 'config', got {config!r}")
-    name = config["class_name"]
+    name, kwargs = _registry.class_and_config(config)
     cls = (custom_objects or {}).get(name) or _CLASSES.get(str(name).lower())
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise ValueError(f"class_name: expected one of {[c.__name__ for c in _CLASSES.values()]}, got {name!r}")
-    return cls.from_config(dict(config.get("config") or {}), custom_objects=custom_objects)
+    return cls.from_config(dict(kwargs), custom_objects=custom_objects)
 
 
 def get(identifier):

@@ -19,6 +19,8 @@ import numbers
 
 import numpy as np
 
+from . import _registry
+
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
 
 
@@ -38,7 +40,7 @@ def _array(w):
     return w
 
 
-class Regularizer:
+class Regularizer(_registry.Configurable):
     """Base class: `__call__(w)` gives the penalty, `gradient(w)` its gradient."""
 
     def __call__(self, w):
@@ -46,17 +48,6 @@ class Regularizer:
 
     def gradient(self, w):
         raise NotImplementedError(f"{type(self).__name__}.gradient")
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):
@@ -108,38 +99,32 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
+_CLASSES = _registry.by_class_name((L1, L2, L1L2))
 _NAMES = {"l1": L1, "l2": L2, "l1_l2": lambda: L1L2(0.01, 0.01), "l1l2": lambda: L1L2(0.01, 0.01)}
 
 
 def serialize(regularizer):
     """`{"class_name": ..., "config": {...}}` of a regularizer (Keras's layout)."""
-    if not isinstance(regularizer, Regularizer):
-        raise TypeError(f"serialize: expected a Regularizer, got {type(regularizer).__name__}")
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return _registry.serialize(regularizer, Regularizer, "serialize: expected a Regularizer, got {type}")
 
 
 def deserialize(config, custom_objects=None):
     """A regularizer from a name or a `{"class_name", "config"}` dict."""
     custom_objects = custom_objects or {}
-    if isinstance(config, str):
-        make = custom_objects.get(config) or _NAMES.get(config) or _CLASSES.get(config)
+
+    def by_name(name):
+        make = custom_objects.get(name) or _NAMES.get(name) or _CLASSES.get(name)
         if make is None:
-            raise ValueError(f"unknown regularizer {config!r}; known names: {', '.join(sorted(_NAMES))}")
-        return make()
-    if not isinstance(config, dict):
-        raise TypeError(f"deserialize: expected a str or a dict, got {type(config).__name__}")
-    if "class_name" not in config:
-        raise ValueError(f"deserialize: the dict needs a 'class_name' key, got keys {sorted(config)}")
-    name = config["class_name"]
-    cls = custom_objects.get(name) or _CLASSES.get(name)
-    if cls is None:
-        raise ValueError(f"unknown regularizer class {name!r}; known: {', '.join(sorted(_CLASSES))}")
-    kwargs = config.get("config") or {}
-    try:
-        return cls.from_config(dict(kwargs))
-    except TypeError as e:
-        raise ValueError(f"deserialize: bad config for {name}: {kwargs!r} ({e})") from None
+            raise ValueError(f"unknown regularizer {name!r}; known names: {', '.join(sorted(_NAMES))}")
+        return make
+
+    def by_class_name(name):
+        cls = custom_objects.get(name) or _CLASSES.get(name)
+        if cls is None:
+            raise ValueError(f"unknown regularizer class {name!r}; known: {', '.join(sorted(_CLASSES))}")
+        return cls
+
+    return _registry.deserialize(config, by_name, by_class_name)
 
 
 def get(identifier):

@@ -23,6 +23,8 @@ import numbers
 
 import numpy as np
 
+from . import _registry
+
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "CosineDecay", "PiecewiseConstantDecay",
            "serialize", "deserialize"]
 
@@ -92,7 +94,7 @@ def _step(step):
 
 # ---- schedules -------------------------------------------------------------------------
 
-class LearningRateSchedule:
+class LearningRateSchedule(_registry.Configurable):
     """Base class: a serializable callable `schedule(step) -> learning rate`.
 
     Subclasses implement `__call__(step)` (returning a float) and `get_config()`
@@ -103,16 +105,10 @@ class LearningRateSchedule:
     def __call__(self, step):
         raise NotImplementedError(f"{type(self).__name__}.__call__")
 
+    _repr_hidden = ("name",)
+
     def get_config(self):
         raise NotImplementedError(f"{type(self).__name__}.get_config")
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
@@ -235,16 +231,14 @@ def _positive_steps(name, value):
 
 # ---- serialization -----------------------------------------------------------------------
 
-_BUILTIN = {cls.__name__: cls for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
+_BUILTIN = _registry.by_class_name((ExponentialDecay, CosineDecay, PiecewiseConstantDecay))
 
 
 def serialize(schedule):
     """A JSON-able `{"class_name": ..., "config": ...}` dict for a schedule."""
-    if not isinstance(schedule, LearningRateSchedule):
-        raise TypeError(f"schedule: expected a LearningRateSchedule, got {schedule!r} "
-                        f"({type(schedule).__name__}); subclass LearningRateSchedule to make a "
-                        f"custom schedule serializable")
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return _registry.serialize(schedule, LearningRateSchedule,
+                               "schedule: expected a LearningRateSchedule, got {obj!r} ({type}); subclass "
+                               "LearningRateSchedule to make a custom schedule serializable")
 
 
 def deserialize(config, custom_objects=None):
@@ -252,14 +246,11 @@ def deserialize(config, custom_objects=None):
 
     `custom_objects` maps class names to your own `LearningRateSchedule` subclasses.
     """
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError(f"config: expected a dict with 'class_name' and 'config', got {config!r}")
-    name = config["class_name"]
-    classes = dict(_BUILTIN)
-    classes.update(custom_objects or {})
+    name, kwargs = _registry.class_and_config(config)
+    classes = {**_BUILTIN, **(custom_objects or {})}
     if name not in classes:
         raise ValueError(f"class_name: expected one of {sorted(classes)}, got {name!r}")
     cls = classes[name]
     if not (isinstance(cls, type) and issubclass(cls, LearningRateSchedule)):
         raise TypeError(f"custom_objects[{name!r}]: expected a LearningRateSchedule subclass, got {cls!r}")
-    return cls.from_config(dict(config.get("config") or {}))
+    return cls.from_config(dict(kwargs))

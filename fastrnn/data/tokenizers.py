@@ -39,10 +39,10 @@ import collections
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
+from .._files import atomic_write
 from ._checks import check_bool, check_choice, check_int
 from .sequences import pad_sequences
 
@@ -232,7 +232,8 @@ class _Tokenizer:
         self._need_fit()
         payload = {"format": FORMAT, "version": VERSION, "class": type(self).__name__,
                    "config": self.get_config(), "vocab": self._id_to_token}
-        _atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
+        with atomic_write(path, "w", encoding="utf-8", permissions=0o644) as f:
+            f.write(json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def load(cls, path):
@@ -286,25 +287,6 @@ class WordTokenizer(_Tokenizer):
 
 
 _CLASSES = {"CharTokenizer": CharTokenizer, "WordTokenizer": WordTokenizer}
-
-
-def _atomic_write_text(path, text):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def load_tokenizer(path):

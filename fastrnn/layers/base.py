@@ -26,7 +26,7 @@ import inspect
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import _registry, initializers, regularizers
 
 _NAME_COUNTS = {}
 _REGISTRY = {}                    # class_name -> Layer subclass, for serialize/deserialize
@@ -64,22 +64,15 @@ def get_class(name, custom_objects=None):
 
 def serialize(layer):
     """`{"class_name": ..., "config": layer.get_config()}` (Keras's layout)."""
-    if not isinstance(layer, Layer):
-        raise TypeError(f"serialize: expected a Layer, got {type(layer).__name__}")
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    return _registry.serialize(layer, Layer, "serialize: expected a Layer, got {type}")
 
 
 def deserialize(config, custom_objects=None):
     """A new layer from a `{"class_name", "config"}` dict (its weights are not restored)."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"deserialize: expected a dict with 'class_name' and 'config', got {config!r}")
-    cls = get_class(config["class_name"], custom_objects)
-    cfg = dict(config.get("config") or {})
-    try:
-        return cls.from_config(cfg, custom_objects=custom_objects) if _takes_custom_objects(cls) \
-            else cls.from_config(cfg)
-    except TypeError as e:
-        raise ValueError(f"deserialize: bad config for {config['class_name']}: {cfg!r} ({e})") from None
+    name, cfg = _registry.class_and_config(config, "deserialize", ValueError)
+    cls = get_class(name, custom_objects)
+    extra = {"custom_objects": custom_objects} if _takes_custom_objects(cls) else {}
+    return _registry.build(cls, name, dict(cfg), **extra)
 
 
 def _takes_custom_objects(cls):

@@ -27,6 +27,22 @@ def positive_int(value, arg, who):
     return int(value)
 
 
+def check_seed(value, who):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+        raise ValueError(f"{who}: seed expected a non-negative int or None, got {value!r}")
+    return None if value is None else int(value)
+
+
+def as_generator(rng, who):
+    """A numpy Generator from one, or from an int seed."""
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        rng = np.random.default_rng(int(rng))
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{who}: rng expected a numpy.random.Generator or an int seed, "
+                        f"got {type(rng).__name__}")
+    return rng
+
+
 def as_float_input(layer, x, arg="inputs"):
     """`x` as an array of the layer's dtype (copied only when the dtype differs)."""
     x = np.asarray(x)
@@ -282,20 +298,13 @@ class Dropout(Layer):
             if any(d is not None and d <= 0 for d in noise_shape):
                 raise ValueError(f"{self.name}: noise_shape expected positive sizes, got {noise_shape}")
         self.noise_shape = noise_shape
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"{self.name}: seed expected a non-negative int or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_seed(seed, self.name)
         self.rng = np.random.default_rng(self.seed)
         self.supports_masking = True
 
     def set_rng(self, rng):
         """Draw the masks from `rng` (a numpy Generator, or an int seed) from now on."""
-        if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-            rng = np.random.default_rng(int(rng))
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"{self.name}: rng expected a numpy.random.Generator or an int seed, "
-                            f"got {type(rng).__name__}")
-        self.rng = rng
+        self.rng = as_generator(rng, self.name)
 
     def _noise_shape(self, x):
         if self.noise_shape is None:

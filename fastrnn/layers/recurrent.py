@@ -59,6 +59,7 @@ Keras 3 semantics matched (keras/src/layers/rnn/rnn.py and the backends' rnn loo
 Not supported: activations other than tanh (relu for SimpleRNN) and sigmoid
 gates, `unroll`, constraints.
 """
+import inspect
 import numbers
 import threading
 
@@ -68,7 +69,7 @@ from .. import functional as F
 from .. import initializers, regularizers
 from .._threads import get_num_threads
 from .base import Layer, deserialize, register, serialize
-from .core import (as_float_input, check_mask, complete_initializer, positive_int,
+from .core import (as_float_input, as_generator, check_mask, check_seed, complete_initializer, positive_int,
                    serialize_initializer, serialize_regularizer)
 
 __all__ = ["Recurrent", "SimpleRNN", "GRU", "LSTM", "Bidirectional"]
@@ -92,12 +93,6 @@ def _rate(value, arg, who):
     return float(value)
 
 
-def _seed(value, who):
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
-        raise ValueError(f"{who}: seed expected a non-negative int or None, got {value!r}")
-    return None if value is None else int(value)
-
-
 def _fixed(value, allowed, arg, who):
     if value not in allowed:
         raise ValueError(f"{who}: {arg} expected {' or '.join(map(repr, allowed))} "
@@ -105,13 +100,17 @@ def _fixed(value, allowed, arg, who):
     return value
 
 
-def _as_generator(rng, who):
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        rng = np.random.default_rng(int(rng))
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{who}: rng expected a numpy.random.Generator or an int seed, "
-                        f"got {type(rng).__name__}")
-    return rng
+def _split_inputs(who, inputs, n_states, states):
+    """(x, initial states, whether a list came) of a call's inputs: an array, or a
+    list [x] or [x, *states] with `n_states` states (`states` says which)."""
+    if not isinstance(inputs, (list, tuple)):
+        return inputs, [], False
+    if not inputs:
+        raise ValueError(f"{who}: inputs expected an array or a list [sequences, states...], got an empty list")
+    init = list(inputs[1:])
+    if init and len(init) != n_states:
+        raise ValueError(f"{who}: initial_state expected {n_states} arrays ({states}), got {len(init)}")
+    return inputs[0], init, True
 
 
 def _sequence_shape(input_shape):
@@ -204,8 +203,9 @@ class Recurrent(Layer):
     _family = None
     _gates = 1
     _perm = None
+    _activations = ("tanh",)      # the activations the engine runs for this cell
 
-    def __init__(self, units, *, use_bias=True, kernel_initializer="glorot_uniform",
+    def __init__(self, units, *, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
                  dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
@@ -232,7 +232,7 @@ class Recurrent(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.dropout = _rate(dropout, "dropout", who)
         self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout", who)
-        self.seed = _seed(seed, who)
+        self.seed = check_seed(seed, who)
         self.rng = np.random.default_rng(self.seed)
         self.return_sequences = _flag(return_sequences, "return_sequences", who)
         self.return_state = _flag(return_state, "return_state", who)
@@ -243,6 +243,7 @@ class Recurrent(Layer):
         self.states = None            # stateful: the carried states, [h (B, P)] (+ [c (B, H)])
         self._engine_weights = None   # engine-layout weights, rebuilt after weights_changed()
         self._packed = None           # functional.pack_weights of them
+        self.activation = _fixed(activation, self._activations, "activation", who)
 
     # ---- sizes -----------------------------------------------------------------
     @property
@@ -259,7 +260,7 @@ class Recurrent(Layer):
 
     def set_rng(self, rng):
         """Draw the dropout masks from `rng` (a numpy Generator, or an int seed) from now on."""
-        self.rng = _as_generator(rng, self.name)
+        self.rng = as_generator(rng, self.name)
 
     # ---- weights -----------------------------------------------------------------
     def _bias_shape(self):
@@ -430,17 +431,7 @@ class Recurrent(Layer):
         c = _Call()
         c.training = bool(training)
         n_states = len(self.state_size)
-        if isinstance(inputs, (list, tuple)):
-            if not inputs:
-                raise ValueError(f"{self.name}: inputs expected an array or a list [sequences, states...], "
-                                 "got an empty list")
-            x, init = inputs[0], list(inputs[1:])
-            if init and len(init) != n_states:
-                raise ValueError(f"{self.name}: initial_state expected {n_states} arrays "
-                                 f"({', '.join(self._STATE_NAMES[:n_states])}), got {len(init)}")
-            c.is_list = True
-        else:
-            x, init, c.is_list = inputs, [], False
+        x, init, c.is_list = _split_inputs(self.name, inputs, n_states, ", ".join(self._STATE_NAMES[:n_states]))
         c.n_init = len(init)
         x = as_float_input(self, x)
         if x.ndim != 3:
@@ -623,7 +614,16 @@ class Recurrent(Layer):
                 "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "seed": self.seed,
                 "return_sequences": self.return_sequences, "return_state": self.return_state,
                 "go_backwards": self.go_backwards, "stateful": self.stateful,
-                "zero_output_for_mask": self.zero_output_for_mask}
+                "zero_output_for_mask": self.zero_output_for_mask, "activation": self.activation}
+
+
+_RECURRENT_ARGS = frozenset(inspect.signature(Recurrent.__init__).parameters) - {"self", "kwargs"}
+
+
+def _recurrent_args(args):
+    """What a cell's constructor passes on to `Recurrent.__init__`: those of its
+    arguments (its `locals()`) that Recurrent takes, and its **kwargs."""
+    return {**{k: v for k, v in args.items() if k in _RECURRENT_ARGS}, **args["kwargs"]}
 
 
 # ---------------------------------------------------------------------------
@@ -638,25 +638,17 @@ class SimpleRNN(Recurrent):
 
     _family = "rnn"
     _gates = 1
+    _activations = ("tanh", "relu")
 
     def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0,
                  seed=None, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, **kwargs):
-        super().__init__(units, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                         bias_regularizer=bias_regularizer, dropout=dropout, recurrent_dropout=recurrent_dropout,
-                         seed=seed, return_sequences=return_sequences, return_state=return_state,
-                         go_backwards=go_backwards, stateful=stateful, **kwargs)
-        self.activation = _fixed(activation, ("tanh", "relu"), "activation", self.name)
+        super().__init__(**_recurrent_args(locals()))
 
     def _engine_options(self):
         return {"nonlinearity": self.activation}
-
-    def get_config(self):
-        return {**super().get_config(), "activation": self.activation}
 
 
 @register
@@ -678,13 +670,7 @@ class GRU(Recurrent):
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  reset_after=True, **kwargs):
-        super().__init__(units, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                         bias_regularizer=bias_regularizer, dropout=dropout, recurrent_dropout=recurrent_dropout,
-                         seed=seed, return_sequences=return_sequences, return_state=return_state,
-                         go_backwards=go_backwards, stateful=stateful, **kwargs)
-        self.activation = _fixed(activation, ("tanh",), "activation", self.name)
+        super().__init__(**_recurrent_args(locals()))
         self.recurrent_activation = _fixed(recurrent_activation, ("sigmoid",), "recurrent_activation", self.name)
         self.reset_after = _flag(reset_after, "reset_after", self.name)
 
@@ -708,8 +694,8 @@ class GRU(Recurrent):
         return {"linear_before_reset": self.reset_after}
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation,
-                "recurrent_activation": self.recurrent_activation, "reset_after": self.reset_after}
+        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
+                "reset_after": self.reset_after}
 
 
 @register
@@ -732,13 +718,7 @@ class LSTM(Recurrent):
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0,
                  seed=None, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, peepholes=False, proj_units=None, **kwargs):
-        super().__init__(units, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                         bias_regularizer=bias_regularizer, dropout=dropout, recurrent_dropout=recurrent_dropout,
-                         seed=seed, return_sequences=return_sequences, return_state=return_state,
-                         go_backwards=go_backwards, stateful=stateful, **kwargs)
-        self.activation = _fixed(activation, ("tanh",), "activation", self.name)
+        super().__init__(**_recurrent_args(locals()))
         self.recurrent_activation = _fixed(recurrent_activation, ("sigmoid",), "recurrent_activation", self.name)
         self.unit_forget_bias = _flag(unit_forget_bias, "unit_forget_bias", self.name)
         self.peepholes = _flag(peepholes, "peepholes", self.name)
@@ -778,8 +758,7 @@ class LSTM(Recurrent):
             self.grads["projection_kernel"] += grads["w_hr"].T
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation,
-                "recurrent_activation": self.recurrent_activation,
+        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
                 "unit_forget_bias": self.unit_forget_bias, "peepholes": self.peepholes,
                 "proj_units": self.proj_units}
 
@@ -915,7 +894,7 @@ class Bidirectional(Layer):
 
     def set_rng(self, rng):
         """Both directions draw their dropout masks from `rng` (forward first)."""
-        rng = _as_generator(rng, self.name)
+        rng = as_generator(rng, self.name)
         self.forward_layer.set_rng(rng)
         self.backward_layer.set_rng(rng)
 
@@ -997,19 +976,11 @@ class Bidirectional(Layer):
     def forward(self, inputs, training=False, mask=None):
         fwd, bwd = self.forward_layer, self.backward_layer
         n = len(fwd.state_size)
-        if isinstance(inputs, (list, tuple)):
-            if not inputs:
-                raise ValueError(f"{self.name}: inputs expected an array or a list [sequences, states...], "
-                                 "got an empty list")
-            x, states = inputs[0], list(inputs[1:])
-            if states and len(states) != 2 * n:
-                raise ValueError(f"{self.name}: initial_state expected {2 * n} arrays (forward then backward "
-                                 f"states), got {len(states)}")
-            f_in, b_in = ([x] + states[:n], [x] + states[n:]) if states else ([x], [x])
-            is_list = True
+        x, states, is_list = _split_inputs(self.name, inputs, 2 * n, "forward then backward states")
+        if is_list:
+            f_in, b_in = [x] + states[:n], [x] + states[n:]
         else:
-            f_in = b_in = inputs
-            is_list = False
+            f_in = b_in = x
         cf = fwd._prepare(f_in, training, mask)            # in order: the dropout draws are reproducible
         cb = bwd._prepare(b_in, training, mask)
         concurrent = self._concurrent(cf)

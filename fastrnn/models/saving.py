@@ -33,8 +33,6 @@ rebuilt model are checked before any weight changes. A file that fails any check
 import io
 import json
 import os
-import stat
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -45,6 +43,7 @@ from .. import layers as layers_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
+from .._files import atomic_write
 from . import graph
 from .graph import InputLayer, SymbolicTensor
 
@@ -242,12 +241,6 @@ def _compile_from_config(model, cfg, custom_objects):
 # ---------------------------------------------------------------------------
 # Writing
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _npz_bytes(arrays):
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -271,32 +264,11 @@ def _write_archive(path, entries):
         raise TypeError(f"filepath: expected a non-empty str or path, got {path!r}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory; give a file name")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w") as zf:
-                for name, data in entries.items():
-                    compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
-                    zf.writestr(name, data, compress_type=compress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, stat.S_IMODE(0o666 & ~_umask()))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:                                  # make the rename itself durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_write(path) as f:
+        with zipfile.ZipFile(f, "w") as zf:
+            for name, data in entries.items():
+                compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
+                zf.writestr(name, data, compress_type=compress)
 
 
 def _header(fmt):
