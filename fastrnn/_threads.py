@@ -62,11 +62,11 @@ def resolve(num_threads):
 # slice: on this 2-core machine a 2-thread LSTM step loop ran 2x slower (median) and
 # 8x slower (90th percentile) than one thread while another process computed. So a
 # multi-threaded call that got well under its share of CPU time switches later calls
-# to one thread for a while (doubling, from 0.25 s up to 4 s, while it recurs), then
+# to one thread for a while (doubling, from 0.25 s up to 30 s, while it recurs), then
 # tries again. Results are bit-identical for any thread count: this changes speed only.
 _backoff_until = 0.0
 _backoff_s = 0.25
-_BACKOFF_MIN, _BACKOFF_MAX = 0.25, 4.0
+_BACKOFF_MIN, _BACKOFF_MAX = 0.25, 30.0
 _MIN_WALL = 2e-3                # shorter calls say too little about the machine
 _FAIR_SHARE = 0.75              # CPU time below this share of threads x wall: contended
 
