@@ -55,7 +55,12 @@ def import_wordfreq():
     except ImportError:
         pass
     else:
-        codecs.unregister(future_typing_codec.search_function)
+        for _ in range(16):                 # it may be registered more than once
+            try:
+                codecs.lookup("fastrnn-probe-no-such-codec")
+            except LookupError:
+                break
+            codecs.unregister(future_typing_codec.search_function)
     import wordfreq
     return wordfreq
 
