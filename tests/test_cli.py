@@ -82,3 +82,26 @@ def test_bench_runs_from_a_checkout():
     r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "benchmarks", "compare.py"),
                         "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--quick" in r.stdout
+
+
+def test_ctrl_c_stops_train_lm_with_a_checkpoint(tmp_path):
+    """SIGINT during train-lm stops after the current batch and leaves a loadable model."""
+    import signal
+    import time
+    text = char_lm.stdlib_corpus(60_000)
+    src = tmp_path / "corpus.txt"
+    src.write_text(text)
+    out = tmp_path / "m.fastrnn"
+    proc = subprocess.Popen([sys.executable, "-m", "fastrnn", "train-lm", str(src), "--out", str(out),
+                             "--seconds", "120", "--units", "32"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    buf = ""
+    while "chars/s" not in buf and time.time() < deadline:     # wait until training runs
+        buf += proc.stdout.read(1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout and "Traceback" not in stderr
+    lm = char_lm.CharLanguageModel.load(str(out))
+    assert lm.tokenizer.vocab_size > 10
