@@ -183,7 +183,22 @@ def test_lengths_match_packed_sequences(mode):
         want, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
     got, gst = fm(x, lengths=lengths)
     close(got, want, 1e-12, "out")
-    close(gst[0] if isinstance(m, nn.LSTM) else gst, st[0] if isinstance(m, nn.LSTM) else st, 1e-12, "h_n")
+    lstm = isinstance(m, nn.LSTM)
+    close(gst[0] if lstm else gst, st[0] if lstm else st, 1e-12, "h_n")
+    # gradients through the packed sequence
+    tx = _t(x, True)
+    packed = nn.utils.rnn.pack_padded_sequence(tx, torch.from_numpy(lengths), batch_first=True,
+                                               enforce_sorted=False)
+    out, st = m(packed)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+    rng = np.random.default_rng(5)
+    d_out, d_h = rng.standard_normal(out.shape), rng.standard_normal((4, B, out.shape[2] // 2))
+    ((out * _t(d_out)).sum() + ((st[0] if lstm else st) * _t(d_h)).sum()).backward()
+    fm.forward(x, lengths=lengths, training=True)
+    d_x, _ = fm.backward(d_out, (d_h, None) if lstm else d_h)
+    close(d_x, tx.grad, 1e-12, "d_x")
+    for n, p in m.named_parameters():
+        close(fm.grads[n], p.grad, 1e-12, n)
 
 
 CELLS = {"rnn_tanh": (nn.RNNCell, {"nonlinearity": "tanh"}), "rnn_relu": (nn.RNNCell, {"nonlinearity": "relu"}),
@@ -251,6 +266,7 @@ def test_sequential_embedding_lstm_linear(dtype):
     fm = frt.from_torch(seq)
     assert [n for n, _ in fm.named_parameters()] == [n for n, _ in seq.named_parameters()]
     idx = np.random.default_rng(6).integers(0, V, (B, T))
+    idx[:, -1] = 0                          # padding
     with torch.no_grad():
         want = lin(lstm(emb(torch.from_numpy(idx)))[0])
     close(fm(idx), want, TOL[dtype], "y")
@@ -432,3 +448,24 @@ def test_interop_import_needs_no_torch():
             "assert np.array_equal(m(x)[0], m2(x)[0]); "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sequential_dropout_in_training():
+    seq = nn.Sequential(nn.Linear(I, 8, dtype=torch.float64), nn.Dropout(0.5), nn.GRU(8, H, dtype=torch.float64))
+    fm = frt.from_torch(seq, seed=0)
+    x = np.random.default_rng(15).standard_normal((T, B, I))
+    y, cache = fm.forward(x, training=True)
+    mask = cache["caches"][1]["mask"]
+    assert set(np.unique(mask)) == {0.0, 2.0}
+    lin, _, gru = seq
+    tx = _t(x, True)
+    want = gru(lin(tx) * _t(mask))[0]
+    close(y, want, 1e-12, "y")
+    want.sum().backward()
+    close(fm.backward(np.ones(want.shape)), tx.grad, 1e-12, "d_x")
+    for n, p in seq.named_parameters():
+        close(fm.grads[n], p.grad, 1e-12, n)
+    y2, _ = fm.forward(x, training=True)        # a fresh mask per call
+    assert not np.array_equal(y, y2)
+    with torch.no_grad():
+        close(fm(x), gru(lin(_t(x)))[0], 1e-12, "eval (no dropout)")
