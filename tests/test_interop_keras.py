@@ -139,7 +139,7 @@ def test_functional_states_and_shared_layers():
     dec = L.LSTM(4, return_sequences=True, go_backwards=True)(b, initial_state=[h, c])
     shared = L.Dense(3, activation="tanh")
     gru_out, gh = L.GRU(3, return_state=True, reset_after=False)(shared(seq))
-    merged = L.Concatenate()([shared(dec), shared(seq)]) if False else L.Add()([shared(dec), shared(seq)])
+    merged = L.Add()([shared(dec), shared(seq)])
     out = L.Dense(2)(merged)
     kmodel = keras.Model([a, b], [out, gru_out, c])
     x = [x_float(seed=3), x_float(seed=4)]
@@ -322,3 +322,41 @@ def test_encoder_decoder_masks_with_initial_state(padding):
     model = from_keras(kmodel)
     x = [ids(padding, seed=12), ids(padding, seed=13)]
     assert_same(model(x), keras_out(kmodel, x))
+
+
+def test_stateful_carries_states_like_keras():
+    kmodel = keras.Sequential([keras.Input((T, F), batch_size=B), L.GRU(4, stateful=True, return_sequences=True),
+                               L.LSTM(3, stateful=True), L.Dense(1)])
+    randomize(kmodel, 14)
+    model = from_keras(kmodel)
+    assert model.layers[0].stateful
+    for seed in (1, 2, 3):                   # the second and third calls start from the carried states
+        x = x_float(seed=seed)
+        assert_same(model.predict(x, batch_size=B, verbose=0), keras_out(kmodel, x))
+
+
+def test_h5py_missing_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    model = fr.Sequential([fr.Input((T, F)), layers.Dense(1)])
+    with pytest.raises(ImportError, match="h5py"):
+        load_keras_weights_h5(model, str(tmp_path / "m.weights.h5"))
+
+
+def test_not_a_keras_model():
+    with pytest.raises(TypeError, match="Keras"):
+        from_keras(fr.Sequential([fr.Input((T, F)), layers.Dense(1)]))
+
+
+DENSE_ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax", "elu", "selu", "softplus", "softsign",
+                     "swish", "gelu", "hard_sigmoid", "hard_silu", "log_softmax", "leaky_relu", "relu6"]
+
+
+def test_dense_activations():
+    x = x_float()
+    for name in DENSE_ACTIVATIONS:
+        kmodel = keras.Sequential([keras.Input((T, F)), L.Dense(4, activation=name)])
+        convert_and_check(kmodel, x)
+    kmodel = keras.Sequential([keras.Input((T, F)), L.Dense(4, activation="mish")])
+    with pytest.raises(ValueError, match="activation='mish'"):
+        from_keras(kmodel)
