@@ -1,0 +1,570 @@
+"""Run ONNX recurrent models on fastrnn, in the form of `onnxruntime.InferenceSession`.
+
+    from fastrnn.interop.onnx import InferenceSession   # was: from onnxruntime import InferenceSession
+    sess = InferenceSession("model.onnx")
+    name = sess.get_inputs()[0].name
+    y, = sess.run(None, {name: x})
+
+The model is parsed with the `onnx` package (an optional extra, imported only
+when a session is made). The graph runs in topological order with NumPy; the
+`RNN`, `GRU` and `LSTM` operators run on `fastrnn.functional`, their weights
+converted from ONNX's layout (LSTM gates i,o,f,c; GRU z,r,h; W/R (D, G*H, ·);
+B = [Wb | Rb]; P = [p_i, p_o, p_f]) to PyTorch's and packed once per session.
+
+Supported recurrent attributes: `direction` (forward, reverse, bidirectional),
+`layout` 0 and 1, `hidden_size`, `linear_before_reset` (GRU), `input_forget=0`
+(LSTM), inputs `sequence_lens`, `initial_h`, `initial_c`, `P`, outputs Y, Y_h,
+Y_c (any may be omitted), float32 and float64, and the default activations
+(RNN Tanh, or Relu; GRU Sigmoid,Tanh; LSTM Sigmoid,Tanh,Tanh). Other
+`activations`, `activation_alpha`/`activation_beta`, `clip` and
+`input_forget=1` need engine support that fastrnn does not have yet: they
+raise NotImplementedError naming the node and the attribute.
+
+Glue ops: Transpose, Squeeze, Unsqueeze, Reshape, Concat, Slice, Gather,
+Shape, Constant, Identity, MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid,
+Tanh, Softmax, LogSoftmax, Cast. Any other op raises NotImplementedError naming
+its type and its node.
+"""
+import os
+
+import numpy as np
+
+from .. import functional as F
+
+__all__ = ["InferenceSession", "NodeArg"]
+
+
+def _import_onnx():
+    try:
+        import onnx
+        import onnx.numpy_helper  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("fastrnn.interop.onnx needs the `onnx` package to read models: "
+                          "pip install onnx") from e
+    return onnx
+
+
+class NodeArg:
+    """A graph input or output, as onnxruntime's NodeArg: `.name`, `.shape`
+    (ints, dimension names as str, or None), `.type` (e.g. 'tensor(float)')."""
+
+    __slots__ = ("name", "shape", "type")
+
+    def __init__(self, name, shape, type):
+        self.name, self.shape, self.type = name, shape, type
+
+    def __repr__(self):
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+def _value_info_arg(onnx, vi):
+    t = vi.type
+    if not t.HasField("tensor_type"):
+        return NodeArg(vi.name, None, t.WhichOneof("value"))
+    tt = t.tensor_type
+    type_str = f"tensor({onnx.TensorProto.DataType.Name(tt.elem_type).lower()})"
+    shape = None
+    if tt.HasField("shape"):
+        shape = []
+        for d in tt.shape.dim:
+            if d.HasField("dim_value"):
+                shape.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                shape.append(d.dim_param)
+            else:
+                shape.append(None)
+    return NodeArg(vi.name, shape, type_str)
+
+
+def _node_label(node):
+    return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node (unnamed, outputs {list(node.output)})"
+
+
+# --------------------------------------------------------------------------- glue ops
+
+def _attrs(onnx, node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _ints(v):
+    return [int(i) for i in np.asarray(v).reshape(-1)]
+
+
+def _sigmoid(x):
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _softmax(x, axis, log):
+    m = np.max(x, axis=axis, keepdims=True)
+    s = x - m
+    if log:
+        return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    e = np.exp(s)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_op(x, at, opset, log):
+    if opset >= 13:
+        return _softmax(x, int(at.get("axis", -1)), log)
+    axis = int(at.get("axis", 1))      # before opset 13: coerce to 2-d at axis
+    axis = axis + x.ndim if axis < 0 else axis
+    shape = x.shape
+    rows = int(np.prod(shape[:axis], dtype=np.int64))
+    return _softmax(x.reshape(rows, -1), 1, log).reshape(shape)
+
+
+def _div(a, b):
+    if np.issubdtype(a.dtype, np.integer):
+        q = np.abs(a) // np.abs(b)
+        return (q * (np.sign(a) * np.sign(b))).astype(np.result_type(a, b))
+    return a / b
+
+
+def _reshape(x, shape, allowzero):
+    shape = _ints(shape)
+    if not allowzero:
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _slice(x, starts, ends, axes, steps):
+    starts, ends = _ints(starts), _ints(ends)
+    axes = list(range(len(starts))) if axes is None else _ints(axes)
+    steps = [1] * len(starts) if steps is None else _ints(steps)
+    index = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = a + x.ndim if a < 0 else a
+        index[a] = slice(s, e, st)
+    return x[tuple(index)]
+
+
+def _unsqueeze(x, axes):
+    rank = x.ndim + len(axes)
+    axes = sorted(a + rank if a < 0 else a for a in axes)
+    for a in axes:
+        x = np.expand_dims(x, a)
+    return x
+
+
+def _squeeze(x, axes):
+    if axes is None:
+        return np.squeeze(x)
+    return np.squeeze(x, axis=tuple(a + x.ndim if a < 0 else a for a in axes))
+
+
+def _gemm(a, b, c, at):
+    if int(at.get("transA", 0)):
+        a = a.T
+    if int(at.get("transB", 0)):
+        b = b.T
+    y = a @ b
+    alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
+    if alpha != 1.0:
+        y = y * np.asarray(alpha, y.dtype)
+    if c is not None:
+        y = y + (c if beta == 1.0 else c * np.asarray(beta, c.dtype))
+    return y
+
+
+def _constant(onnx, node, at):
+    if "value" in at:
+        return onnx.numpy_helper.to_array(at["value"])
+    if "value_float" in at:
+        return np.array(at["value_float"], np.float32)
+    if "value_floats" in at:
+        return np.array(at["value_floats"], np.float32)
+    if "value_int" in at:
+        return np.array(at["value_int"], np.int64)
+    if "value_ints" in at:
+        return np.array(at["value_ints"], np.int64)
+    raise NotImplementedError(f"{_node_label(node)}: Constant attribute {sorted(at)} is not supported "
+                              f"(value, value_float(s), value_int(s) are)")
+
+
+def _glue(onnx, node, ins, at, opset):
+    """Run one non-recurrent op; returns the list of outputs."""
+    op = node.op_type
+    x = ins[0] if ins else None
+    if op == "Identity":
+        return [x]
+    if op == "Transpose":
+        perm = at.get("perm")
+        return [np.transpose(x, None if perm is None else list(perm))]
+    if op == "Squeeze":
+        axes = at.get("axes") if len(ins) < 2 or ins[1] is None else _ints(ins[1])
+        return [_squeeze(x, None if axes is None else list(axes))]
+    if op == "Unsqueeze":
+        axes = at.get("axes") if len(ins) < 2 or ins[1] is None else _ints(ins[1])
+        return [_unsqueeze(x, list(axes))]
+    if op == "Reshape":
+        if len(ins) < 2:      # opset 1-4 attribute form
+            return [_reshape(x, at["shape"], 0)]
+        return [_reshape(x, ins[1], int(at.get("allowzero", 0)))]
+    if op == "Concat":
+        return [np.concatenate([i for i in ins if i is not None], axis=int(at["axis"]))]
+    if op == "Slice":
+        if len(ins) == 1:     # opset 1-9 attribute form
+            return [_slice(x, at["starts"], at["ends"], at.get("axes"), None)]
+        get = (lambda k: ins[k] if len(ins) > k and ins[k] is not None else None)
+        return [_slice(x, ins[1], ins[2], get(3), get(4))]
+    if op == "Gather":
+        return [np.take(x, ins[1].astype(np.int64), axis=int(at.get("axis", 0)))]
+    if op == "Shape":
+        s = list(x.shape)
+        start, end = int(at.get("start", 0)), at.get("end")
+        return [np.array(s[start:None if end is None else int(end)], np.int64)]
+    if op == "Constant":
+        return [_constant(onnx, node, at)]
+    if op == "MatMul":
+        return [np.matmul(x, ins[1])]
+    if op == "Gemm":
+        return [_gemm(x, ins[1], ins[2] if len(ins) > 2 else None, at)]
+    if op == "Add":
+        return [np.add(x, ins[1])]
+    if op == "Sub":
+        return [np.subtract(x, ins[1])]
+    if op == "Mul":
+        return [np.multiply(x, ins[1])]
+    if op == "Div":
+        return [_div(x, ins[1])]
+    if op == "Relu":
+        return [np.maximum(x, np.zeros((), x.dtype))]
+    if op == "Sigmoid":
+        return [_sigmoid(x)]
+    if op == "Tanh":
+        return [np.tanh(x)]
+    if op == "Softmax":
+        return [_softmax_op(x, at, opset, False)]
+    if op == "LogSoftmax":
+        return [_softmax_op(x, at, opset, True)]
+    if op == "Cast":
+        return [x.astype(onnx.helper.tensor_dtype_to_np_dtype(int(at["to"])))]
+    raise NotImplementedError(f"fastrnn.interop.onnx: op {op!r} is not supported "
+                              f"({_node_label(node)})")
+
+
+_GLUE_OPS = frozenset(("Identity", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "Slice", "Gather",
+                       "Shape", "Constant", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid",
+                       "Tanh", "Softmax", "LogSoftmax", "Cast"))
+
+# --------------------------------------------------------------------------- recurrent ops
+
+_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+# ONNX gate blocks -> PyTorch order: LSTM iofc -> ifgo, GRU zrh -> rzn
+_ORDER = {"RNN": [0], "GRU": [1, 0, 2], "LSTM": [0, 2, 3, 1]}
+_DEFAULT_ACTS = {"GRU": ["sigmoid", "tanh"], "LSTM": ["sigmoid", "tanh", "tanh"]}
+
+
+def _reorder(w, op, H):
+    """Rows of one direction's (G*H, ...) array from ONNX gate order to PyTorch's."""
+    order = _ORDER[op]
+    if len(order) == 1:
+        return np.ascontiguousarray(w)
+    return np.ascontiguousarray(np.concatenate([w[g * H:(g + 1) * H] for g in order], axis=0))
+
+
+class _Recurrent:
+    """One RNN/GRU/LSTM node: its checked attributes and, once known, its
+    converted (and packed) per-direction weights."""
+
+    def __init__(self, node, at):
+        self.node = node
+        op = self.op = node.op_type
+        label = _node_label(node)
+        for name in ("activation_alpha", "activation_beta", "clip"):
+            if name in at:
+                raise NotImplementedError(
+                    f"{label}: attribute {name!r} is not supported yet (it needs engine support in fastrnn's kernels)")
+        if op == "LSTM" and int(at.get("input_forget", 0)) != 0:
+            raise NotImplementedError(
+                f"{label}: attribute 'input_forget'=1 is not supported yet (it needs engine support in fastrnn's kernels)")
+        direction = at.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+        if direction not in ("forward", "reverse", "bidirectional"):
+            raise ValueError(f"{label}: direction must be forward, reverse or bidirectional, got {direction!r}")
+        self.direction = direction
+        self.D = 2 if direction == "bidirectional" else 1
+        self.layout = int(at.get("layout", 0))
+        if self.layout not in (0, 1):
+            raise ValueError(f"{label}: layout must be 0 or 1, got {self.layout}")
+        self.hidden_size = at.get("hidden_size")
+        self.linear_before_reset = bool(int(at.get("linear_before_reset", 0)))
+        acts = at.get("activations")
+        self.nonlinearity = ["tanh"] * self.D
+        if acts is not None:
+            acts = [(a.decode() if isinstance(a, bytes) else str(a)).lower() for a in acts]
+            if op == "RNN":
+                if len(acts) not in (1, self.D) or any(a not in ("tanh", "relu") for a in acts):
+                    raise NotImplementedError(
+                        f"{label}: attribute 'activations'={acts} is not supported yet; RNN supports Tanh and Relu "
+                        f"(others need engine support in fastrnn's kernels)")
+                self.nonlinearity = acts * self.D if len(acts) == 1 else acts
+            else:
+                d = _DEFAULT_ACTS[op]
+                if acts not in (d, d * self.D):
+                    raise NotImplementedError(
+                        f"{label}: attribute 'activations'={acts} is not supported yet; {op} supports only the "
+                        f"default {d} (others need engine support in fastrnn's kernels)")
+        self.weights = None      # per direction: dict(w_ih, w_hh, b_ih, b_hh, w_peep, packed)
+
+    def convert(self, W, R, B, P, pack):
+        op, label = self.op, _node_label(self.node)
+        G = _GATES[op]
+        if W.ndim != 3 or R.ndim != 3 or W.shape[0] != self.D or R.shape[0] != self.D:
+            raise ValueError(f"{label}: W and R must be (num_directions={self.D}, {G}*H, ·), "
+                             f"got {W.shape} and {R.shape}")
+        H = R.shape[-1]
+        if self.hidden_size is not None and int(self.hidden_size) != H:
+            raise ValueError(f"{label}: hidden_size={self.hidden_size} but R has shape {R.shape}")
+        if W.shape[1] != G * H or R.shape[1] != G * H:
+            raise ValueError(f"{label}: W and R must have {G}*hidden_size={G * H} rows, got {W.shape} and {R.shape}")
+        dt = W.dtype
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"{label}: only float32 and float64 are supported, got {dt}")
+        out = []
+        for d in range(self.D):
+            w_ih = _reorder(W[d], op, H)
+            w_hh = _reorder(R[d].astype(dt, copy=False), op, H)
+            b_ih = b_hh = w_peep = None
+            if B is not None:
+                b_ih = _reorder(B[d, :G * H].astype(dt, copy=False), op, H)
+                b_hh = _reorder(B[d, G * H:].astype(dt, copy=False), op, H)
+            if P is not None and op == "LSTM":
+                p = P[d].astype(dt, copy=False)
+                w_peep = np.ascontiguousarray(np.stack([p[0:H], p[2 * H:3 * H], p[H:2 * H]]))
+            packed = None
+            if pack:
+                family = op.lower()
+                packed = F.pack_weights(family, w_ih, w_hh, linear_before_reset=self.linear_before_reset)
+            out.append(dict(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, w_peep=w_peep, packed=packed))
+        return out
+
+    def run(self, ins, weights):
+        op, label = self.op, _node_label(self.node)
+        get = (lambda k: ins[k] if len(ins) > k else None)
+        X, seq, h0, c0 = get(0), get(4), get(5), get(6)
+        if X.dtype != weights[0]["w_ih"].dtype:
+            raise TypeError(f"{label}: X is {X.dtype} but W is {weights[0]['w_ih'].dtype}")
+        if X.ndim != 3:
+            raise ValueError(f"{label}: X must be 3-d, got shape {X.shape}")
+        batch_first = self.layout == 1
+        T, Bn = (X.shape[1], X.shape[0]) if batch_first else (X.shape[0], X.shape[1])
+        lengths = None
+        if seq is not None:
+            lengths = np.asarray(seq).astype(np.int64).reshape(-1)
+            if lengths.size == Bn and np.all(lengths == T):
+                lengths = None
+        if batch_first:           # initial states (B, D, H) -> (D, B, H)
+            h0 = None if h0 is None else np.swapaxes(h0, 0, 1)
+            c0 = None if c0 is None else np.swapaxes(c0, 0, 1)
+        ys, hs, cs = [], [], []
+        for d in range(self.D):
+            w = weights[d]
+            reverse = self.direction == "reverse" or d == 1
+            hd = None if h0 is None else np.ascontiguousarray(h0[d])
+            common = dict(reverse=reverse, lengths=lengths, batch_first=batch_first, training=False,
+                          packed=w["packed"])
+            if op == "RNN":
+                y, h_n, _ = F.rnn_forward(X, hd, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
+                                          nonlinearity=self.nonlinearity[d], **common)
+            elif op == "GRU":
+                y, h_n, _ = F.gru_forward(X, hd, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
+                                          linear_before_reset=self.linear_before_reset, **common)
+            else:
+                cd = None if c0 is None else np.ascontiguousarray(c0[d])
+                y, (h_n, c_n), _ = F.lstm_forward(X, (hd, cd), w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
+                                                  w_peep=w["w_peep"], **common)
+                cs.append(c_n)
+            ys.append(y)
+            hs.append(h_n)
+        # layout 0: Y (T, D, B, H), states (D, B, H); layout 1: Y (B, T, D, H), states (B, D, H)
+        axis = 2 if batch_first else 1
+        state_axis = 1 if batch_first else 0
+        Y = np.stack(ys, axis=axis)
+        Y_h = np.stack(hs, axis=state_axis)
+        Y_c = np.stack(cs, axis=state_axis) if cs else None
+        return [Y, Y_h, Y_c][:len(self.node.output)]
+
+
+# --------------------------------------------------------------------------- session
+
+class InferenceSession:
+    """Run an ONNX model with fastrnn, in the form of `onnxruntime.InferenceSession`.
+
+    `path_or_bytes` is a file path, the model's serialized bytes, or an
+    `onnx.ModelProto`. Extra arguments that onnxruntime takes (`sess_options`,
+    `providers`, ...) are accepted and ignored.
+    """
+
+    def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, **kwargs):
+        onnx = self._onnx = _import_onnx()
+        if isinstance(path_or_bytes, onnx.ModelProto):
+            model = path_or_bytes
+        elif isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            model = onnx.load_from_string(bytes(path_or_bytes))
+        elif isinstance(path_or_bytes, (str, os.PathLike)):
+            model = onnx.load(os.fspath(path_or_bytes))
+        else:
+            raise TypeError(f"path_or_bytes: expected a path, bytes or an onnx.ModelProto, "
+                            f"got {type(path_or_bytes).__name__}")
+        self._model = model
+        graph = model.graph
+        self._opset = 1
+        for o in model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                self._opset = int(o.version)
+        self._consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self._inputs = [_value_info_arg(onnx, vi) for vi in graph.input if vi.name not in self._consts]
+        self._outputs = [_value_info_arg(onnx, vi) for vi in graph.output]
+        self._input_types = {a.name: a.type for a in self._inputs}
+        self._nodes = self._toposort(graph)
+        self._prepared = {}
+        for i, node in enumerate(self._nodes):
+            if node.domain not in ("", "ai.onnx"):
+                raise NotImplementedError(f"fastrnn.interop.onnx: op {node.domain}.{node.op_type!r} is not "
+                                          f"supported ({_node_label(node)})")
+            at = _attrs(onnx, node)
+            if node.op_type in _GATES:
+                rec = _Recurrent(node, at)
+                names = list(node.input) + [""] * 8
+                w_names = [names[1], names[2], names[3], names[7] if node.op_type == "LSTM" else ""]
+                if all(n == "" or n in self._consts for n in w_names):
+                    W, R, B, P = (self._consts[n] if n else None for n in w_names)
+                    rec.weights = rec.convert(W, R, B, P, pack=True)
+                self._prepared[i] = (rec, at)
+            elif node.op_type in _GLUE_OPS:
+                if node.op_type == "Constant":
+                    at = dict(at, _value=_constant(onnx, node, at))
+                self._prepared[i] = (None, at)
+            else:
+                raise NotImplementedError(f"fastrnn.interop.onnx: op {node.op_type!r} is not supported "
+                                          f"({_node_label(node)})")
+
+    @staticmethod
+    def _toposort(graph):
+        nodes = list(graph.node)
+        produced = {}
+        for i, n in enumerate(nodes):
+            for o in n.output:
+                if o:
+                    produced[o] = i
+        order, state = [], [0] * len(nodes)
+
+        def visit(i):
+            stack = [(i, iter(nodes[i].input))]
+            state[i] = 1
+            while stack:
+                j, it = stack[-1]
+                for name in it:
+                    k = produced.get(name)
+                    if k is not None and state[k] == 0:
+                        state[k] = 1
+                        stack.append((k, iter(nodes[k].input)))
+                        break
+                    if k is not None and state[k] == 1:
+                        raise ValueError(f"the graph has a cycle through {name!r}")
+                else:
+                    stack.pop()
+                    state[j] = 2
+                    order.append(nodes[j])
+
+        for i in range(len(nodes)):
+            if state[i] == 0:
+                visit(i)
+        return order
+
+    def get_inputs(self):
+        return list(self._inputs)
+
+    def get_outputs(self):
+        return list(self._outputs)
+
+    def get_modelmeta(self):
+        return self._model.metadata_props
+
+    def get_providers(self):
+        return ["FastrnnCPU"]
+
+    def run(self, output_names, input_feed, run_options=None):
+        """Outputs named in `output_names` (None: all), in that order, for the feeds `{name: array}`."""
+        names = [o.name for o in self._outputs] if output_names is None else list(output_names)
+        env = dict(self._consts)
+        known = set(self._input_types) | set(self._consts)
+        for name, value in input_feed.items():
+            if name not in known:
+                raise ValueError(f"input {name!r} is not an input of the model; inputs: {sorted(self._input_types)}")
+            arr = np.asarray(value)
+            want = self._input_types.get(name)
+            if want is not None and want.startswith("tensor("):
+                have = f"tensor({self._type_name(arr.dtype)})"
+                if have != want:
+                    raise TypeError(f"input {name!r}: expected {want}, got {have}")
+            env[name] = arr
+        missing = [n for n in self._input_types if n not in env]
+        needed = self._needed(names)
+        missing = [n for n in missing if n in needed]
+        if missing:
+            raise ValueError(f"missing inputs: {missing}")
+        for i, node in enumerate(self._nodes):
+            if not any(o in needed for o in node.output):
+                continue
+            rec, at = self._prepared[i]
+            ins = []
+            for n in node.input:
+                if n == "":
+                    ins.append(None)
+                elif n in env:
+                    ins.append(env[n])
+                else:
+                    raise ValueError(f"{_node_label(node)}: input {n!r} is not available")
+            if rec is not None:
+                weights = rec.weights
+                if weights is None or any(n in input_feed for n in self._weight_names(node)):
+                    g = (lambda k: ins[k] if len(ins) > k else None)
+                    weights = rec.convert(g(1), g(2), g(3), g(7) if node.op_type == "LSTM" else None, pack=False)
+                outs = rec.run(ins, weights)
+            elif node.op_type == "Constant":
+                outs = [at["_value"]]
+            else:
+                outs = _glue(self._onnx, node, ins, at, self._opset)
+            for name, value in zip(node.output, outs):
+                if name:
+                    env[name] = value
+        result = []
+        for n in names:
+            if n not in env:
+                raise ValueError(f"output {n!r} is not produced by the model")
+            result.append(env[n])
+        return result
+
+    @staticmethod
+    def _weight_names(node):
+        names = list(node.input) + [""] * 8
+        return [n for n in (names[1], names[2], names[3], names[7]) if n]
+
+    def _type_name(self, dtype):
+        onnx = self._onnx
+        return onnx.TensorProto.DataType.Name(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))).lower()
+
+    def _needed(self, outputs):
+        producers = {}
+        for node in self._nodes:
+            for o in node.output:
+                if o:
+                    producers[o] = node
+        needed, stack = set(), list(outputs)
+        while stack:
+            n = stack.pop()
+            if n in needed:
+                continue
+            needed.add(n)
+            node = producers.get(n)
+            if node is not None:
+                stack.extend(i for i in node.input if i)
+                needed.update(o for o in node.output if o)
+        return needed
