@@ -139,14 +139,14 @@ def test_functional_states_and_shared_layers():
     dec = L.LSTM(4, return_sequences=True, go_backwards=True)(b, initial_state=[h, c])
     shared = L.Dense(3, activation="tanh")
     gru_out, gh = L.GRU(3, return_state=True, reset_after=False)(shared(seq))
-    merged = L.Add()([shared(dec), shared(seq)])
+    merged = L.Concatenate()([shared(dec), L.Add()([shared(seq), seq[:, :, :3]])])
     out = L.Dense(2)(merged)
     kmodel = keras.Model([a, b], [out, gru_out, c])
     x = [x_float(seed=3), x_float(seed=4)]
     randomize(kmodel, 5)
-    with pytest.raises(ValueError, match="Add"):        # merge layers are not in the Keras converter
+    with pytest.raises(ValueError, match="not a layer"):     # seq[:, :, :3] is a Keras op
         from_keras(kmodel)
-    out = L.Dense(2)(shared(dec))
+    out = L.Dense(2)(L.Concatenate()([shared(dec), L.Add()([shared(seq), L.Dense(3)(seq)])]))
     kmodel = keras.Model([a, b], [out, gru_out, c])
     randomize(kmodel, 5)
     model = from_keras(kmodel)
@@ -360,3 +360,21 @@ def test_dense_activations():
     kmodel = keras.Sequential([keras.Input((T, F)), L.Dense(4, activation="mish")])
     with pytest.raises(ValueError, match="activation='mish'"):
         from_keras(kmodel)
+
+
+@pytest.mark.parametrize("merge", ["Concatenate", "Add"])
+def test_merge_layers_with_masks(merge):
+    """Masked and unmasked branches merged: the merged mask (Keras's rule) reaches the next LSTM."""
+    i = keras.Input((T,), dtype="int32")
+    f = keras.Input((T, 3))
+    e = L.Embedding(V, 3, mask_zero=True)(i)
+    e2 = L.Masking(0.0)(f)
+    both = getattr(L, merge)()([L.GRU(3, return_sequences=True)(e), e2])
+    kmodel = keras.Model([i, f], L.LSTM(2)(both))
+    randomize(kmodel, 15)
+    model = from_keras(kmodel)
+    xf = x_float(seed=16)
+    xf[0, 2:] = 0.0
+    xf[3, :] = 0.0
+    x = [ids("general"), xf]
+    assert_same(model(x), keras_out(kmodel, x))

@@ -11,7 +11,7 @@
 
 `from_keras(model)` takes a Keras 3 `Sequential` or functional `Model` made of
 InputLayer, Dense, Embedding, Dropout, Masking, TimeDistributed, SimpleRNN, GRU
-(reset_after True or False), LSTM and Bidirectional. Each layer's config is
+(reset_after True or False), LSTM, Bidirectional, and the merge layers Concatenate and Add. Each layer's config is
 mapped to fastrnn's constructor arguments (names and options are Keras's), the
 graph is rebuilt (Sequential -> `fastrnn.Sequential`, functional ->
 `fastrnn.Model`, with shared layers, several inputs/outputs and
@@ -52,11 +52,12 @@ within 1e-5, float64 within 1e-10 on TensorFlow):
     GRU              reset_after True or False (recurrent_activation sigmoid, activation tanh)
     LSTM             unit_forget_bias (recurrent_activation sigmoid, activation tanh)
     Bidirectional    merge_mode concat/sum/mul/ave/None, backward_layer, return_state
+    Concatenate, Add axis (Concatenate); masks combined as Keras does
     graphs           Sequential; functional with several inputs/outputs, shared layers,
                      initial_state=, training=True at a call
 
 Refused with a ValueError naming the layer and the option: other layer classes
-(merge layers, convolutions, attention...), Keras ops applied to tensors, nested
+(other merge layers, convolutions, attention...), Keras ops applied to tensors, nested
 models, subclassed models, constraints, activity regularizers, other
 activations (e.g. GRU recurrent_activation="hard_sigmoid"), mixed precision.
 
@@ -248,6 +249,12 @@ def _convert_layer(layer, memo):
         common.pop("trainable")
         out = fl.TimeDistributed(inner, **common)
         _check_rest(layer, cfg, {"layer"})
+    elif kind is L.Concatenate:
+        out = fl.Concatenate(axis=int(cfg.get("axis", -1)), **common)
+        _check_rest(layer, cfg, {"axis"})
+    elif kind is L.Add:
+        out = fl.Add(**common)
+        _check_rest(layer, cfg, set())
     elif isinstance(layer, keras.Model):
         raise ValueError(f"from_keras: layer {layer.name!r} is a nested model ({type(layer).__name__}); "
                          "fastrnn does not nest models: flatten it into one Sequential or functional model")
@@ -373,7 +380,7 @@ def _from_functional(model, keras, fr):
                 # True (Monte-Carlo dropout) is kept, else the model decides
                 if value:
                     call_kw["training"] = True
-            elif key == "mask" and (value is None or value is getattr(first, "_keras_mask", None)):
+            elif key == "mask" and _is_implicit_mask(value, args[0]):
                 continue            # the mask that flows with the input: fastrnn propagates it itself
             elif key in ("training", "initial_state") and value is None:
                 continue
@@ -417,6 +424,17 @@ def _from_functional(model, keras, fr):
     out._weights_changed()
     out._forget_unseeded_marks()
     return out
+
+
+def _is_implicit_mask(mask, x):
+    """Is `mask` (a call's recorded mask argument) the mask Keras took from the input `x`?"""
+    if mask is None:
+        return True
+    if isinstance(x, (list, tuple)):
+        if not isinstance(mask, (list, tuple)) or len(mask) != len(x):
+            return False
+        return all(m is None or m is getattr(t, "_keras_mask", None) for m, t in zip(mask, x))
+    return mask is getattr(x, "_keras_mask", None)
 
 
 def _ignore_mask_with_initial_state(layer):
