@@ -249,7 +249,7 @@ def test_glue_ops_match_onnxruntime():
         helper.make_node("Reshape", ["X", "zeroshape"], ["same"], name="reshape0"),        # 0 copies a dim
         helper.make_node("Transpose", ["same"], ["tr"], name="tr", perm=[1, 0, 2]),
         helper.make_node("Slice", ["tr", "starts", "ends", "saxes", "steps"], ["sl"], name="slice"),
-        helper.make_node("Squeeze", ["sl", "axes0"], ["sq"], name="squeeze"),
+        helper.make_node("Squeeze", ["dim0u", "axes0"], ["sq"], name="squeeze"),
         helper.make_node("MatMul", ["flat", "M"], ["mm"], name="mm"),
         helper.make_node("Gemm", ["flat", "G", "C"], ["gm"], name="gemm", alpha=0.5, beta=2.0, transB=1),
         helper.make_node("Gemm", ["Gt", "flatT"], ["gm2"], name="gemm2", transA=1, transB=1),
@@ -266,6 +266,9 @@ def test_glue_ops_match_onnxruntime():
         helper.make_node("Identity", ["k"], ["kid"], name="ident"),
         helper.make_node("Cast", ["dim0"], ["dimf"], name="cast", to=TensorProto.FLOAT),
         helper.make_node("Mul", ["kid", "dimf"], ["kk"], name="mul2"),
+        helper.make_node("Expand", ["C", "eshape"], ["ex"], name="expand"),
+        helper.make_node("ConstantOfShape", ["shp"], ["zeros"], name="cos",
+                         value=_const("cv", np.float32([0.25]))),
     ]
     inits = [_const("zero", np.int64(0)), _const("axes0", np.int64([0])), _const("minus1", np.int64([-1])),
              _const("zeroshape", np.int64([0, 3, -1])),
@@ -274,11 +277,12 @@ def test_glue_ops_match_onnxruntime():
              _const("M", rng.standard_normal((12, 5)).astype(np.float32)),
              _const("G", rng.standard_normal((5, 12)).astype(np.float32)),
              _const("Gt", rng.standard_normal((12, 5)).astype(np.float32)),
-             _const("flatT", rng.standard_normal((7, 5)).astype(np.float32)),
+             _const("flatT", rng.standard_normal((7, 12)).astype(np.float32)),
              _const("C", rng.standard_normal((5,)).astype(np.float32)),
-             _const("two", np.float32(2.0))]
-    outs = ["flat", "tr", "sl", "sq", "gm2", "r", "sg", "th", "sm", "lsm", "kk", "dim0", "s4"]
-    model = _model(nodes, [_vi("X", f, [2, 3, 4])], [_vi(o, TensorProto.UNDEFINED, None) for o in outs], inits)
+             _const("two", np.float32(2.0)), _const("eshape", np.int64([3, 1, 1]))]
+    outs = ["flat", "tr", "sl", "sq", "gm2", "r", "sg", "th", "sm", "lsm", "kk", "dim0", "s4", "ex", "zeros"]
+    model = _model(nodes, [_vi("X", f, [2, 3, 4])],
+                   [_vi(o, TensorProto.INT64 if o in ("dim0", "sq") else f, None) for o in outs], inits)
     feeds = {"X": rng.standard_normal((2, 3, 4)).astype(np.float32)}
     want = _ort_run(model, feeds, outs)
     got = InferenceSession(model).run(outs, feeds)
@@ -289,11 +293,11 @@ def test_glue_ops_match_onnxruntime():
 
 def test_old_opset_attribute_forms():
     f = TensorProto.FLOAT
-    nodes = [helper.make_node("Unsqueeze", ["X"], ["u"], name="u", axes=[0, -1]),
+    nodes = [helper.make_node("Unsqueeze", ["X"], ["u"], name="u", axes=[0, 4]),
              helper.make_node("Squeeze", ["u"], ["s"], name="s", axes=[0]),
              helper.make_node("Slice", ["s"], ["sl"], name="sl", starts=[1], ends=[3], axes=[1]),
-             helper.make_node("Softmax", ["X"], ["sm"], name="sm")]   # opset 11: coerced to 2-d at axis 1
-    model = _model(nodes, [_vi("X", f, [2, 3, 4])], [_vi("sl", f, None), _vi("sm", f, None)], [], opset=11)
+             helper.make_node("Softmax", ["X"], ["sm"], name="sm")]   # opset 9: coerced to 2-d at axis 1
+    model = _model(nodes, [_vi("X", f, [2, 3, 4])], [_vi("sl", f, None), _vi("sm", f, None)], [], opset=9)
     feeds = {"X": np.random.default_rng(2).standard_normal((2, 3, 4)).astype(np.float32)}
     for g, w in zip(InferenceSession(model).run(None, feeds), _ort_run(model, feeds)):
         assert g.shape == w.shape

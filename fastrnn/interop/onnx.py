@@ -22,7 +22,8 @@ raise NotImplementedError naming the node and the attribute.
 
 Glue ops: Transpose, Squeeze, Unsqueeze, Reshape, Concat, Slice, Gather,
 Shape, Constant, Identity, MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid,
-Tanh, Softmax, LogSoftmax, Cast. Any other op raises NotImplementedError naming
+Tanh, Softmax, LogSoftmax, Cast, and Expand and ConstantOfShape (which
+torch.onnx.export writes for zero initial states). Any other op raises NotImplementedError naming
 its type and its node.
 """
 import os
@@ -242,6 +243,12 @@ def _glue(onnx, node, ins, at, opset):
         return [_softmax_op(x, at, opset, False)]
     if op == "LogSoftmax":
         return [_softmax_op(x, at, opset, True)]
+    if op == "Expand":       # bidirectional broadcast of x against the shape
+        shape = _ints(ins[1])
+        return [x * np.ones(shape, x.dtype) if x.dtype != np.bool_ else np.logical_and(x, np.ones(shape, bool))]
+    if op == "ConstantOfShape":
+        value = onnx.numpy_helper.to_array(at["value"]) if "value" in at else np.zeros(1, np.float32)
+        return [np.full(_ints(x), value.reshape(-1)[0], value.dtype)]
     if op == "Cast":
         return [x.astype(onnx.helper.tensor_dtype_to_np_dtype(int(at["to"])))]
     raise NotImplementedError(f"fastrnn.interop.onnx: op {op!r} is not supported "
@@ -250,7 +257,7 @@ def _glue(onnx, node, ins, at, opset):
 
 _GLUE_OPS = frozenset(("Identity", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "Slice", "Gather",
                        "Shape", "Constant", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid",
-                       "Tanh", "Softmax", "LogSoftmax", "Cast"))
+                       "Tanh", "Softmax", "LogSoftmax", "Cast", "Expand", "ConstantOfShape"))
 
 # --------------------------------------------------------------------------- recurrent ops
 
