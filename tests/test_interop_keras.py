@@ -378,3 +378,17 @@ def test_merge_layers_with_masks(merge):
     xf[3, :] = 0.0
     x = [ids("general"), xf]
     assert_same(model(x), keras_out(kmodel, x))
+
+
+def test_saved_keras_file_and_sequential_built_without_input(tmp_path):
+    pytest.importorskip("h5py")
+    kmodel = keras.Sequential([L.Masking(), L.LSTM(3, return_sequences=True), L.TimeDistributed(L.Dense(2))])
+    kmodel.build((None, T, F))
+    randomize(kmodel, 17)
+    path = str(tmp_path / "m.keras")
+    kmodel.save(path)
+    loaded = keras.models.load_model(path)
+    x = x_float()
+    x[2, 3:] = 0.0
+    for km in (kmodel, loaded):
+        assert_same(from_keras(km).predict(x, verbose=0), keras_out(kmodel, x))
