@@ -52,8 +52,10 @@ def build_rnn(op, *, direction="forward", layout=0, dtype=np.float32, bias=True,
                    "P": rng.uniform(-0.5, 0.5, (D, 3 * H)).astype(dtype)}
     xshape = (B, T, I) if layout else (T, B, I)
     sshape = (B, D, H) if layout else (D, B, H)
+    xdims = ["batch", "T", I] if layout else ["T", "batch", I]      # symbolic: any batch and length
+    sdims = ["batch", D, H] if layout else [D, "batch", H]
     feeds = {"X": rng.standard_normal(xshape).astype(dtype)}
-    inputs = [_vi("X", elem, list(xshape))]
+    inputs = [_vi("X", elem, xdims)]
     names = ["X", "W", "R", "B" if bias else "", "", "", ""]
     inits = [numpy_helper.from_array(weights["W"], "W"), numpy_helper.from_array(weights["R"], "R")]
     if bias:
@@ -61,15 +63,15 @@ def build_rnn(op, *, direction="forward", layout=0, dtype=np.float32, bias=True,
     if seq_lens:
         names[4] = "seq"
         feeds["seq"] = np.array([T, 2, 4][:B], np.int32)
-        inputs.append(_vi("seq", TensorProto.INT32, [B]))
+        inputs.append(_vi("seq", TensorProto.INT32, ["batch"]))
     if initial:
         names[5] = "h0"
         feeds["h0"] = rng.standard_normal(sshape).astype(dtype)
-        inputs.append(_vi("h0", elem, list(sshape)))
+        inputs.append(_vi("h0", elem, sdims))
         if op == "LSTM":
             names[6] = "c0"
             feeds["c0"] = rng.standard_normal(sshape).astype(dtype)
-            inputs.append(_vi("c0", elem, list(sshape)))
+            inputs.append(_vi("c0", elem, sdims))
     if op == "LSTM" and peep:
         names.append("P")
         inits.append(numpy_helper.from_array(weights["P"], "P"))
@@ -87,8 +89,8 @@ def build_rnn(op, *, direction="forward", layout=0, dtype=np.float32, bias=True,
         attrs["activations"] = acts
     attrs.update(extra_attrs or {})
     node = helper.make_node(op, names, outs, name="rec", **attrs)
-    yshape = [B, T, D, H] if layout else [T, D, B, H]
-    out_vis = [_vi(n, elem, yshape if k == 0 else list(sshape)) for k, n in enumerate(outs) if n]
+    yshape = ["batch", "T", D, H] if layout else ["T", D, "batch", H]
+    out_vis = [_vi(n, elem, yshape if k == 0 else sdims) for k, n in enumerate(outs) if n]
     return _model([node], inputs, out_vis, inits), feeds, weights
 
 
@@ -116,6 +118,47 @@ def test_recurrent_matches_onnxruntime(variant, direction, seq_lens, initial):
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == w.dtype
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,kw", [("RNN", {}), ("GRU", {"lbr": 0}), ("GRU", {"lbr": 1}), ("LSTM", {"peep": True})])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_zero_length_sequence_and_batch_of_one(op, kw, direction):
+    """A length-0 sequence gets zero outputs and (as onnxruntime) zero final states;
+    B=1 takes the kernels' unpacked path."""
+    model, feeds, _ = build_rnn(op, direction=direction, seq_lens=True, initial=True, **kw)
+    feeds["seq"] = np.array([T, 0, 3], np.int32)
+    for g, w in zip(InferenceSession(model).run(None, feeds), _ort_run(model, feeds)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    one = {k: (v[:1] if k in ("seq",) else v[:, :1]) for k, v in feeds.items()}
+    one["seq"] = np.array([3], np.int32)
+    for g, w in zip(InferenceSession(model).run(None, one), _ort_run(model, one)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,kw", [("RNN", {}), ("GRU", {"lbr": 0}), ("GRU", {"lbr": 1}), ("LSTM", {"peep": True})])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_float64_sequence_lens_match_reference_per_sample(op, kw, direction, layout):
+    """onnx.reference ignores sequence_lens: run it on each sample cut to its length."""
+    from onnx.reference import ReferenceEvaluator
+    model, feeds, _ = build_rnn(op, direction=direction, layout=layout, dtype=np.float64, seq_lens=True,
+                                initial=True, **kw)
+    got = InferenceSession(model).run(None, feeds)
+    ref = ReferenceEvaluator(model)
+    for b, L in enumerate(feeds["seq"]):
+        if layout:
+            one = {k: v[b:b + 1, :L] if k == "X" else v[b:b + 1] for k, v in feeds.items() if k != "seq"}
+        else:
+            one = {k: v[:L, b:b + 1] if k == "X" else v[:, b:b + 1] for k, v in feeds.items() if k != "seq"}
+        one["seq"] = np.array([L], np.int32)
+        want = ref.run(None, one)
+        y = got[0][b:b + 1, :L] if layout else got[0][:L, :, b:b + 1]
+        np.testing.assert_allclose(y, want[0], rtol=1e-10, atol=1e-12)
+        pad = got[0][b, L:] if layout else got[0][L:, :, b]
+        assert not pad.any()
+        for g, w in zip(got[1:], want[1:]):
+            g = g[b:b + 1] if layout else g[:, b:b + 1]
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])

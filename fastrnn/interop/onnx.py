@@ -389,12 +389,22 @@ class _Recurrent:
                 cs.append(c_n)
             ys.append(y)
             hs.append(h_n)
+        if lengths is not None and not lengths.all():
+            # onnxruntime gives zero final states (not initial_h/initial_c) to sequences of length 0
+            empty = lengths == 0
+            for s in hs + cs:
+                s[empty] = 0
         # layout 0: Y (T, D, B, H), states (D, B, H); layout 1: Y (B, T, D, H), states (B, D, H)
         axis = 2 if batch_first else 1
         state_axis = 1 if batch_first else 0
-        Y = np.stack(ys, axis=axis)
-        Y_h = np.stack(hs, axis=state_axis)
-        Y_c = np.stack(cs, axis=state_axis) if cs else None
+        if self.D == 1:         # views, no copies
+            Y = np.expand_dims(ys[0], axis)
+            Y_h = np.expand_dims(hs[0], state_axis)
+            Y_c = np.expand_dims(cs[0], state_axis) if cs else None
+        else:
+            Y = np.stack(ys, axis=axis)
+            Y_h = np.stack(hs, axis=state_axis)
+            Y_c = np.stack(cs, axis=state_axis) if cs else None
         return [Y, Y_h, Y_c][:len(self.node.output)]
 
 
