@@ -8,5 +8,8 @@ them. Import the one you use explicitly:
     m = frt.from_torch(torch_module)
     out, h_n = m(x_numpy)
 
+    from fastrnn.interop.onnx import InferenceSession   # ONNX RNN/GRU/LSTM graphs, as onnxruntime's
+    y, y_h = InferenceSession("model.onnx").run(None, {"X": x_numpy})[:2]
+
 None of PyTorch, Keras or ONNX becomes a runtime dependency of fastrnn.
 """
