@@ -214,6 +214,13 @@ def test_float64_matches_reference_evaluator(op, kw, direction, layout):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
+def test_rnn_mixed_activations_per_direction():
+    model, feeds, _ = build_rnn("RNN", direction="bidirectional", acts=["Tanh", "Relu"], initial=True, seq_lens=True)
+    got = InferenceSession(model).run([], feeds)
+    for g, w in zip(got, _ort_run(model, feeds)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
 def test_weights_packed_once_per_session(monkeypatch):
     import fastrnn.functional as F
     calls = []
@@ -402,10 +409,6 @@ def test_missing_onnx_message(monkeypatch):
 
 
 # --------------------------------------------------------------------------- torch.onnx.export
-
-class _Head:
-    pass
-
 
 def _torch_export(module, x, **kw):
     torch = pytest.importorskip("torch")

@@ -508,8 +508,8 @@ class InferenceSession:
         return ["FastrnnCPU"]
 
     def run(self, output_names, input_feed, run_options=None):
-        """Outputs named in `output_names` (None: all), in that order, for the feeds `{name: array}`."""
-        names = [o.name for o in self._outputs] if output_names is None else list(output_names)
+        """Outputs named in `output_names` (None or []: all), in that order, for the feeds `{name: array}`."""
+        names = [o.name for o in self._outputs] if not output_names else list(output_names)
         env = dict(self._consts)
         known = set(self._input_types) | set(self._consts)
         for name, value in input_feed.items():
