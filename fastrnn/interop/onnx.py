@@ -25,6 +25,16 @@ Shape, Constant, Identity, MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid,
 Tanh, Softmax, LogSoftmax, Cast, and Expand and ConstantOfShape (which
 torch.onnx.export writes for zero initial states). Any other op raises NotImplementedError naming
 its type and its node.
+
+`export(model, path, opset=17)` writes a fastrnn Sequential (or a functional
+Model with one input and one output) as ONNX that onnxruntime runs: Input,
+Embedding (Gather), SimpleRNN/GRU/LSTM (RNN/GRU/LSTM ops, layout 0 between
+Transposes; LSTM peepholes as P; go_backwards as direction reverse),
+Bidirectional (direction bidirectional; merge concat/sum/ave/mul), Dense and
+TimeDistributed(Dense) (MatMul, Add, then Relu/Sigmoid/Tanh/Softmax or none),
+Activation, Dropout (Identity). Masks (Embedding(mask_zero=True), Masking),
+initial states, return_state, stateful, LSTM proj_units and any other layer
+raise NotImplementedError naming the layer.
 """
 import os
 
@@ -32,7 +42,7 @@ import numpy as np
 
 from .. import functional as F
 
-__all__ = ["InferenceSession", "NodeArg"]
+__all__ = ["InferenceSession", "NodeArg", "export"]
 
 
 def _import_onnx():
@@ -585,3 +595,259 @@ class InferenceSession:
                 stack.extend(i for i in node.input if i)
                 needed.update(o for o in node.output if o)
         return needed
+
+
+# --------------------------------------------------------------------------- export
+
+_ACT_OPS = {"linear": None, "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+# Keras gate blocks -> ONNX gate blocks: LSTM i,f,c,o -> i,o,f,c; GRU z,r,h -> z,r,h
+_TO_ONNX = {"rnn": [0], "gru": [0, 1, 2], "lstm": [0, 3, 1, 2]}
+_ONNX_OP = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+class _Exporter:
+    def __init__(self, onnx, dtype):
+        self.onnx, self.h = onnx, onnx.helper
+        self.dtype = np.dtype(dtype)
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def name(self, base):
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def const(self, base, value, dtype=None):
+        arr = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
+        n = self.name(base)
+        self.inits.append(self.onnx.numpy_helper.from_array(arr.copy(order="C"), n))
+        return n
+
+    def op(self, op_type, inputs, base, n_out=1, **attrs):
+        outs = [self.name(f"{base}_{op_type}") for _ in range(n_out)]
+        self.nodes.append(self.h.make_node(op_type, list(inputs), outs, name=self.name(f"{base}/{op_type}"), **attrs))
+        return outs if n_out > 1 else outs[0]
+
+    def activation(self, act, x, who):
+        from .. import activations
+        key = activations.serialize(act)
+        if not isinstance(key, str) or key not in _ACT_OPS:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: activation {key!r} of layer {who!r} is not "
+                                      f"supported (linear, relu, sigmoid, tanh, softmax are)")
+        op = _ACT_OPS[key]
+        if op is None:
+            return x
+        return self.op(op, [x], who, axis=-1) if op == "Softmax" else self.op(op, [x], who)
+
+    def dense(self, layer, x, who):
+        p = layer.params
+        y = self.op("MatMul", [x, self.const(f"{who}/kernel", p["kernel"])], who)
+        if layer.use_bias:
+            y = self.op("Add", [y, self.const(f"{who}/bias", p["bias"])], who)
+        return self.activation(layer.activation, y, who)
+
+    def reverse_time(self, x, who):
+        """x (B, T, ...) reversed along axis 1."""
+        return self.op("Slice", [x, self.const("rev_start", [-1], np.int64),
+                                 self.const("rev_end", [np.iinfo(np.int64).min], np.int64),
+                                 self.const("rev_axis", [1], np.int64), self.const("rev_step", [-1], np.int64)], who)
+
+    @staticmethod
+    def check_recurrent(layer, who):
+        from ..layers.recurrent import LSTM
+        if layer.stateful:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: stateful=True is not supported")
+        if layer.return_state:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: return_state=True is not "
+                                      f"supported")
+        if isinstance(layer, LSTM) and layer.proj_units is not None:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: LSTM proj_units has no ONNX "
+                                      f"equivalent")
+
+    @staticmethod
+    def direction_weights(layer):
+        """(W (G*H, I), R (G*H, H), B (2*G*H,) or None, P (3H,) or None) in ONNX's layout and gate order."""
+        fam, H = layer._family, layer.units
+        order = _TO_ONNX[fam]
+        G = len(order)
+
+        def rows(a):          # Keras (rows, G*H) -> ONNX (G*H, rows)
+            a = np.asarray(a)
+            return np.concatenate([a[:, g * H:(g + 1) * H] for g in order], axis=1).T
+
+        def vec(b):
+            return np.concatenate([b[g * H:(g + 1) * H] for g in order])
+
+        p = layer.params
+        W, R = rows(p["kernel"]), rows(p["recurrent_kernel"])
+        B = None
+        if layer.use_bias:
+            b = np.asarray(p["bias"])
+            if fam == "gru" and layer.reset_after:
+                B = np.concatenate([vec(b[0]), vec(b[1])])
+            else:
+                B = np.concatenate([vec(b), np.zeros(G * H, b.dtype)])
+        P = None
+        if fam == "lstm" and layer.peepholes:
+            pk = np.asarray(p["peephole_kernel"])      # rows i, f, o -> ONNX p_i, p_o, p_f
+            P = np.concatenate([pk[0], pk[2], pk[1]])
+        return W, R, B, P
+
+    def recurrent(self, dirs, x, who, merge_mode=None):
+        """dirs: the Keras layers, one (single) or two (Bidirectional: forward, backward)."""
+        for d in dirs:
+            self.check_recurrent(d, who)
+        first = dirs[0]
+        fam, H = first._family, first.units
+        if len(dirs) == 2:
+            f, b = dirs
+            if type(f) is not type(b) or f.units != b.units or f.use_bias != b.use_bias or \
+                    f._engine_options() != b._engine_options() or \
+                    (fam == "lstm" and f.peepholes != b.peepholes):
+                raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: a backward_layer that "
+                                          f"differs from the forward layer is not supported")
+            # ONNX direction 0 runs forward, 1 in reverse
+            onnx_dirs = [f, b] if not f.go_backwards else [b, f]
+            direction = "bidirectional"
+        else:
+            onnx_dirs = dirs
+            direction = "reverse" if first.go_backwards else "forward"
+        ws = [self.direction_weights(d) for d in onnx_dirs]
+        D = len(ws)
+        ins = [self.op("Transpose", [x], who, perm=[1, 0, 2]),
+               self.const(f"{who}/W", np.stack([w[0] for w in ws])),
+               self.const(f"{who}/R", np.stack([w[1] for w in ws]))]
+        ins.append(self.const(f"{who}/B", np.stack([w[2] for w in ws])) if ws[0][2] is not None else "")
+        attrs = dict(hidden_size=H, direction=direction)
+        if fam == "gru":
+            attrs["linear_before_reset"] = int(first.reset_after)
+        if fam == "rnn" and first.activation == "relu":
+            attrs["activations"] = ["Relu"] * D
+        if ws[0][3] is not None:
+            ins += ["", "", "", self.const(f"{who}/P", np.stack([w[3] for w in ws]))]
+        Y, Y_h = self.op(_ONNX_OP[fam], ins, who, n_out=2, **attrs)
+        idx = [self.const("index", np.array(d, np.int64), np.int64) for d in range(D)]
+        if first.return_sequences:
+            # per ONNX direction: Y[:, d] (T, B, H) -> (B, T, H), in input time order
+            seqs = [self.op("Transpose", [self.op("Gather", [Y, idx[d]], who, axis=1)], who, perm=[1, 0, 2])
+                    for d in range(D)]
+            # Keras: a go_backwards layer's sequence is in processing order (reversed);
+            # Bidirectional flips the backward layer's sequence back
+            outs = []
+            for k, layer in enumerate(dirs):
+                s = seqs[onnx_dirs.index(layer)]
+                rev = layer.go_backwards != (k == 1)
+                outs.append(self.reverse_time(s, who) if rev else s)
+        else:
+            outs = [self.op("Gather", [Y_h, idx[onnx_dirs.index(layer)]], who, axis=0) for layer in dirs]
+        if len(outs) == 1:
+            return outs[0]
+        f_out, b_out = outs
+        if merge_mode == "concat":
+            return self.op("Concat", [f_out, b_out], who, axis=-1)
+        if merge_mode == "sum":
+            return self.op("Add", [f_out, b_out], who)
+        if merge_mode == "mul":
+            return self.op("Mul", [f_out, b_out], who)
+        if merge_mode == "ave":
+            return self.op("Mul", [self.op("Add", [f_out, b_out], who), self.const("half", 0.5)], who)
+        raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: merge_mode={merge_mode!r} is not "
+                                  f"supported (concat, sum, ave, mul are)")
+
+    def layer(self, layer, x, who):
+        from ..layers import core, recurrent
+        t = type(layer)
+        if t is core.Dropout:
+            return self.op("Identity", [x], who)
+        if t is core.Dense:
+            return self.dense(layer, x, who)
+        if t is core.Activation:
+            return self.activation(layer.activation, x, who)
+        if t is core.TimeDistributed and type(layer.layer) is core.Dense:
+            return self.dense(layer.layer, x, who)
+        if t is core.Embedding:
+            if layer.mask_zero:
+                raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: Embedding(mask_zero=True) "
+                                          f"makes a mask; masks are not supported")
+            return self.op("Gather", [self.const(f"{who}/embeddings", layer.params["embeddings"]), x], who, axis=0)
+        if t in (recurrent.SimpleRNN, recurrent.GRU, recurrent.LSTM):
+            return self.recurrent([layer], x, who)
+        if t is recurrent.Bidirectional:
+            return self.recurrent([layer.forward_layer, layer.backward_layer], x, who, layer.merge_mode)
+        inner = f"({type(layer.layer).__name__})" if t is core.TimeDistributed else ""
+        raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r} of type {t.__name__}{inner} is not "
+                                  f"supported (Input, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Dense, "
+                                  f"TimeDistributed(Dense), Activation, Dropout are)")
+
+
+def _dims(shape):
+    return ["batch" if i == 0 else "time" if i == 1 else f"dim_{i}" if d is None else int(d)
+            for i, d in enumerate(shape)]
+
+
+def export(model, path=None, opset=17):
+    """Write a fastrnn `Sequential`, or a functional `Model` with one input and one
+    output, as an ONNX model at `path` (a file path or a writable binary file; None:
+    write nothing). Returns the `onnx.ModelProto`.
+
+    The ONNX input is batch-first, like the model's: (batch, time, features), or
+    (batch, time) integer ids in front of an Embedding, with symbolic batch and
+    time dimensions. See the module docstring for the layers supported.
+    """
+    onnx = _import_onnx()
+    from ..layers import core
+    from ..models.graph import InputLayer
+    from ..models.model import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"export: model expected a fastrnn Sequential or Model, got {type(model).__name__}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 14:
+        raise ValueError(f"export: opset expected an int >= 14, got {opset!r}")
+    if not model.built:
+        raise ValueError(f"export: {model.name} is not built; build it (or call it on data) first")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise NotImplementedError(f"export: {model.name} has {len(model.inputs)} inputs and "
+                                  f"{len(model.outputs)} outputs; only one input and one output are supported")
+    t_in = model.inputs[0]
+    dtypes = [l.dtype for l in model._weighted_layers() if not isinstance(l, InputLayer)]
+    dtype = np.dtype(dtypes[0]) if dtypes else np.dtype(np.float32)
+    ex = _Exporter(onnx, dtype)
+    in_name = model.input_names[0]
+    # the input's type: ids for an Embedding in front, else the model's float type
+    first_users = [n.layer for n in model._nodes if any(t is t_in for t in n.inputs)]
+    if any(isinstance(l, core.Embedding) for l in first_users):
+        in_dtype = t_in.dtype if t_in.dtype in (np.int32, np.int64) else np.dtype(np.int64)
+    else:
+        in_dtype = dtype
+    names = {id(t_in): in_name}
+    for node in model._nodes:
+        layer = node.layer
+        if node.in_structure != "single" or node.out_structure != "single" or node.n_states:
+            raise NotImplementedError(f"export: layer {layer.name!r} of type {type(layer).__name__}: only calls "
+                                      f"with one input and one output are supported (no initial states, "
+                                      f"return_state, merge layers)")
+        if isinstance(layer, core.Masking):
+            raise NotImplementedError(f"export: layer {layer.name!r} of type Masking makes a mask; masks are "
+                                      f"not supported")
+        x = names[id(node.inputs[0])]
+        names[id(node.outputs[0])] = ex.layer(layer, x, layer.name)
+    out_t = model.outputs[0]
+    out_name = model.output_names[0]
+    last = names[id(out_t)]
+    if last == in_name or not ex.nodes or ex.nodes[-1].output[0] != last:
+        ex.nodes.append(onnx.helper.make_node("Identity", [last], [out_name], name=f"{out_name}/Identity"))
+    else:
+        ex.nodes[-1].output[0] = out_name
+    elem = onnx.helper.np_dtype_to_tensor_dtype
+    graph = onnx.helper.make_graph(
+        ex.nodes, model.name,
+        [onnx.helper.make_tensor_value_info(in_name, elem(np.dtype(in_dtype)), _dims(t_in.shape))],
+        [onnx.helper.make_tensor_value_info(out_name, elem(dtype), _dims(out_t.shape))],
+        initializer=ex.inits)
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="fastrnn")
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)   # the oldest that fits: runtimes accept it
+    onnx.checker.check_model(proto)
+    if path is not None:
+        if isinstance(path, (str, os.PathLike)):
+            onnx.save(proto, os.fspath(path))
+        else:
+            path.write(proto.SerializeToString())
+    return proto
