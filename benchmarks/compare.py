@@ -3,6 +3,7 @@
 
     python benchmarks/compare.py [--threads N ...] [--quick] [--memory]
                                  [--json out.json] [--markdown out.md] [--png out.png]
+    python benchmarks/compare.py --kinds onnx      # ONNX models: fastrnn's session vs onnxruntime's
 
 Every engine runs in its own subprocess (this script re-invokes itself with
 `--worker`), so thread pools never share a process. Within one thread count the
@@ -35,7 +36,10 @@ every engine sees the same arrays:
   `stacked_lstm_forward` / `stacked_lstm_backward` below;
 - gemm: the two large hoisted products of an LSTM layer, timed through fastrnn's
   private `_engine.gemm` against torch.matmul: "proj" = x (T*B, I) @ w_ih^T,
-  "wgrad" = dG^T (G*H, T*B) @ x (T*B, I).
+  "wgrad" = dG^T (G*H, T*B) @ x (T*B, I);
+- onnx: the same ONNX model (`onnx_model`: one LSTM or GRU node built with onnx.helper,
+  B=1 and B=32, T=100, I=128, H=256), run through `fastrnn.interop.onnx.InferenceSession`
+  (as fastrnn) and `onnxruntime.InferenceSession` (the only peer on these rows), inference.
 
 FLOPs = 2*B*T*(I+H)*G*H for a forward of one layer and direction (summed over
 layers and directions), 3x that for training; 2*M*N*K for a GEMM.
@@ -97,13 +101,14 @@ if importlib.util.find_spec("fastrnn") is None:  # running from a checkout that 
 GATES = {"rnn_tanh": 1, "gru": 3, "lstm": 4}
 CELL_NAMES = {"rnn_tanh": "RNN tanh", "gru": "GRU", "lstm": "LSTM"}
 MODES = ("inference", "training")
-KINDS = ("grid", "latency", "overhead", "bilstm", "gemm")
+KINDS = ("grid", "latency", "overhead", "bilstm", "gemm", "onnx")
 KIND_TITLES = {
     "grid": "Grid",
     "latency": "Single-step latency (T=1, B=1, I=H=256), functional API, microseconds",
     "overhead": "Single-step call overhead (T=1, B=1, I=H=64), functional API, microseconds per call",
     "bilstm": "2-layer bidirectional LSTM (fastrnn: `stacked_lstm_forward/backward` in this file)",
     "gemm": "Hoisted GEMMs of an LSTM layer (fastrnn private `_engine.gemm` vs torch.matmul)",
+    "onnx": "ONNX models (onnx.helper): fastrnn.interop.onnx.InferenceSession vs onnxruntime.InferenceSession",
 }
 SHAPES = [(1, 100, 64, 128), (1, 100, 256, 512), (16, 100, 128, 256),
           (64, 50, 256, 512), (128, 50, 512, 1024)]                      # (B, T, I, H)
@@ -112,6 +117,7 @@ LATENCY_SHAPE = (1, 1, 256, 256)
 OVERHEAD_SHAPE = (1, 1, 64, 64)
 BILSTM_SHAPE = (32, 100, 256, 256)
 GEMM_SHAPES = [(64, 50, 256, 512), (128, 50, 512, 1024)]                 # LSTM layers
+ONNX_SHAPES = [(1, 100, 128, 256), (32, 100, 128, 256)]                  # LSTM and GRU models
 VERIFY_TOL = 1e-3          # max |a - b| / max |oracle|, float32
 REFERENCE_MAX_GFLOP = 5.0  # without a peer, fastrnn.reference checks only rows this small
 SAMPLE = 1 << 16           # elements kept per array for the cross-process check
@@ -176,6 +182,8 @@ class Row:
     def label(self):
         mode = {"inference": "inf", "training": "train"}.get(self.mode, self.mode)
         name = "2x bi-LSTM" if self.kind == "bilstm" else CELL_NAMES[self.cell]
+        if self.kind == "onnx":
+            name = "ONNX " + name
         if self.kind == "gemm":
             name = "GEMM " + CELL_NAMES[self.cell]
         tag = f" ({self.kind})" if self.kind in ("latency", "overhead") else ""
@@ -306,6 +314,8 @@ def _fastrnn_prepare(row, data, threads, module="fastrnn.functional"):
     import fastrnn
     F = importlib.import_module(module)
     fastrnn.set_num_threads(threads)  # backward takes no num_threads argument
+    if row.kind == "onnx":
+        return _fastrnn_onnx_prepare(row, data)
     if row.kind == "gemm":
         return _fastrnn_gemm_prepare(row, data, threads, module)
     if row.stacked:
@@ -343,6 +353,22 @@ def _fastrnn_prepare(row, data, threads, module="fastrnn.functional"):
             g = backward(dy, dstate, cache)
             out.update({"d" + k: g[k] for k in ("x",) + PARAMS})
         return out
+
+    return step, outputs
+
+
+def _fastrnn_onnx_prepare(row, data):
+    """The row's ONNX model in fastrnn.interop.onnx.InferenceSession (threads: the global setting)."""
+    from fastrnn.interop.onnx import InferenceSession
+    sess = InferenceSession(onnx_model(row, data).SerializeToString())
+    feed = {"x": data["x"]}
+    names = [o.name for o in sess.get_outputs()]
+
+    def step():
+        return sess.run(None, feed)
+
+    def outputs():
+        return dict(zip(names, sess.run(None, feed)))
 
     return step, outputs
 
@@ -712,13 +738,15 @@ class Engine:
 
 ENGINES = {
     "fastrnn": Engine(_fastrnn_prepare, _fastrnn_versions),
-    "torch": Engine(_torch_prepare, _torch_versions, init=_torch_init),
+    "torch": Engine(_torch_prepare, _torch_versions, init=_torch_init, supports=lambda r: r.kind != "onnx"),
     "onnxruntime": Engine(_ort_prepare, _ort_versions, supports=lambda r: r.mode == "inference"),
-    "tensorflow": Engine(_tf_prepare, _tf_versions, init=_tf_init, supports=lambda r: r.kind != "gemm"),
+    "tensorflow": Engine(_tf_prepare, _tf_versions, init=_tf_init,
+                         supports=lambda r: r.kind not in ("gemm", "onnx")),
     # used only as the oracle for rows no peer runs (it is slow)
     "reference": Engine(lambda r, d, t: _fastrnn_prepare(r, d, t, "fastrnn.reference"),
                         lambda: _fastrnn_versions("fastrnn.reference"),
-                        supports=lambda r: r.kind != "gemm", oracle_max_gflop=REFERENCE_MAX_GFLOP),
+                        supports=lambda r: r.kind not in ("gemm", "onnx"),
+                        oracle_max_gflop=REFERENCE_MAX_GFLOP),
 }
 ENGINE_ORDER = ["torch", "onnxruntime", "tensorflow"]  # peers, tried as the oracle in this order
 
@@ -1046,6 +1074,9 @@ def build_rows(args):
         rows += [Row("lstm", m, *BILSTM_SHAPE, kind="bilstm", layers=2, directions=2) for m in modes]
     if "gemm" in kinds:
         rows += [Row("lstm", m, *s, kind="gemm") for s in GEMM_SHAPES for m in ("proj", "wgrad")]
+    if "onnx" in kinds and "inference" in modes:
+        rows += [Row(c, "inference", *s, kind="onnx") for c in ["lstm", "gru"]
+                 if not args.cells or c in args.cells for s in ONNX_SHAPES]
     return rows
 
 
