@@ -7,28 +7,13 @@ reaches about 0.72-0.74 ppm, the full run 0.63-0.67 ppm. The bound, 1.2 ppm, fai
 when training breaks but not on noise. Needs statsmodels and matplotlib
 (`pip install ".[examples]"`); skipped without them.
 """
-import importlib.util
 import os
 
 import pytest
 
 import fastrnn as fr
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def require(module):
-    try:
-        importlib.import_module(module)
-    except Exception as e:                       # noqa: BLE001
-        pytest.skip(f"{module} is not usable here ({type(e).__name__}: {e}); pip install '.[examples]'")
+from conftest import load_example
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +23,8 @@ def one_thread():
 
 
 def test_forecast_co2_beats_naive(tmp_path):
-    require("statsmodels")
-    require("matplotlib")
+    pytest.importorskip("statsmodels")
+    pytest.importorskip("matplotlib")
     ex = load_example("forecast_co2")
     s = ex.main(["--epochs", "15", "--out", str(tmp_path)])
     print(f"\nCO2 12-month forecast (shortened): test RMSE LSTM {s['lstm']:.3f}, "

@@ -9,7 +9,6 @@ all after filtering), GRU(64), 4 epochs instead of 10. Measured: test accuracy
 It needs the examples' extras (`pip install ".[examples]"`: wordfreq,
 matplotlib) and is skipped without them.
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -17,14 +16,7 @@ import pytest
 
 import fastrnn as fr
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example
 
 
 def require_wordfreq(example):

@@ -7,29 +7,13 @@ bag-of-words naive Bayes stays near 60%, and the training loss must fall below
 0.2 (from about ln 2 = 0.69). Needs matplotlib (`pip install ".[examples]"`);
 skipped without it.
 """
-import importlib.util
 import os
 
 import pytest
 
 import fastrnn as fr
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def require(module):
-    """Skip unless `module` imports (wordfreq can fail with errors other than ImportError)."""
-    try:
-        importlib.import_module(module)
-    except Exception as e:                       # noqa: BLE001
-        pytest.skip(f"{module} is not usable here ({type(e).__name__}: {e}); pip install '.[examples]'")
+from conftest import load_example
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +23,7 @@ def one_thread():
 
 
 def test_text_classifier_learns(tmp_path):
-    require("matplotlib")
+    pytest.importorskip("matplotlib")
     ex = load_example("text_classifier")
     path = str(tmp_path / "reviews.tsv")
     ex.main(["--make-demo", path])
