@@ -7,6 +7,8 @@
   kernels are compiled into the same extension with their own target, so the
   build runs on any x86-64 (or ARM, where only the portable kernels are built).
 - FASTRNN_NATIVE=1 adds -march=native for a local build tuned to this machine.
+- FASTRNN_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer
+  (slow; for checking the kernels: see scripts/sanitize.sh).
 """
 import os
 import shutil
@@ -66,13 +68,18 @@ def extension():
     # (MinGW on Windows). No fast-math flags: NaN and Inf must keep their meaning.
     cflags = ["-O3", "-fno-math-errno", "-std=gnu11", "-Wno-unused-function"]
     cflags += ["-march=native"] if os.environ.get("FASTRNN_NATIVE") else []  # opt-in, local builds only
+    lflags = []
+    if os.environ.get("FASTRNN_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+        cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g", "-fno-omit-frame-pointer"] + san
+        lflags = san
     return Extension(
         "fastrnn._engine",
         sources=SOURCES,
         include_dirs=["src_c", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=cflags + omp_c,
-        extra_link_args=omp_l,
+        extra_link_args=omp_l + lflags,
         depends=[os.path.join("src_c", f) for f in os.listdir("src_c") if f.endswith(".h")],
     )
 

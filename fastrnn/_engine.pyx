@@ -73,8 +73,9 @@ CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3}
 
 
 cdef inline const void *_addr(object arr):
-    """Address of an array's first element (NULL for None or empty arrays)."""
-    if arr is None or cnp.PyArray_SIZE(<cnp.ndarray>arr) == 0:
+    """Address of an array's first element, NULL for None. An empty array keeps its
+    (valid, never dereferenced) address: C forbids NULL even for zero-byte copies."""
+    if arr is None:
         return NULL
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
 
