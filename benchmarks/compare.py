@@ -357,11 +357,8 @@ def _fastrnn_prepare(row, data, threads, module="fastrnn.functional"):
     return step, outputs
 
 
-def _fastrnn_onnx_prepare(row, data):
-    """The row's ONNX model in fastrnn.interop.onnx.InferenceSession (threads: the global setting)."""
-    from fastrnn.interop.onnx import InferenceSession
-    sess = InferenceSession(onnx_model(row, data).SerializeToString())
-    feed = {"x": data["x"]}
+def _session_runner(sess, feed):
+    """step() and outputs() of an ONNX Runtime-style session (fastrnn's or onnxruntime's)."""
     names = [o.name for o in sess.get_outputs()]
 
     def step():
@@ -371,6 +368,13 @@ def _fastrnn_onnx_prepare(row, data):
         return dict(zip(names, sess.run(None, feed)))
 
     return step, outputs
+
+
+def _fastrnn_onnx_prepare(row, data):
+    """The row's ONNX model in fastrnn.interop.onnx.InferenceSession (threads: the global setting)."""
+    from fastrnn.interop.onnx import InferenceSession
+    sess = InferenceSession(onnx_model(row, data).SerializeToString())
+    return _session_runner(sess, {"x": data["x"]})
 
 
 def _fastrnn_stacked_prepare(F, row, data, threads):
@@ -599,16 +603,7 @@ def _ort_prepare(row, data, threads):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(onnx_model(row, data).SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
-    feed = {"x": data["x"]}
-    names = [o.name for o in sess.get_outputs()]
-
-    def step():
-        return sess.run(None, feed)
-
-    def outputs():
-        return dict(zip(names, sess.run(None, feed)))
-
-    return step, outputs
+    return _session_runner(sess, {"x": data["x"]})
 
 
 # -- TensorFlow / Keras ---------------------------------------------------------------------------
