@@ -16,6 +16,12 @@ cnp.import_array()
 cdef extern from "fastrnn.h" nogil:
     enum: FR_F32, FR_F64
     enum: FR_OK, FR_ENOMEM
+    ctypedef struct fr_act:
+        int kind[3]
+        double alpha[3]
+        double beta[3]
+        double clip
+        int input_forget
     ctypedef struct fr_seq:
         int cell, lbr, reverse, training
         int T, B, I, H, P
@@ -34,6 +40,7 @@ cdef extern from "fastrnn.h" nogil:
         const void *w_peep
         const void *w_hr
         const void *packed
+        const fr_act *act
         void *y
         void *h_n
         void *c_n
@@ -120,8 +127,15 @@ def forward(a, int n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, pro
     buffer from `pack` for the same weights, or None. Returns the threads its step
     loop used."""
     cdef fr_seq s
+    cdef fr_act act
     _fill(&s, a, n_threads, b_ih, b_hh)
     s.packed = _addr(packed)
+    if a.act is not None:       # (kinds, alphas, betas, clip, input_forget), see _validate.activations
+        for k in range(3):
+            act.kind[k] = a.act[0][k]; act.alpha[k] = a.act[1][k]; act.beta[k] = a.act[2][k]
+        act.clip = a.act[3]
+        act.input_forget = a.act[4]
+        s.act = &act
     _fill_saved(&s, states, cells, gates, proj_in)
     s.y = <void *>_addr(y); s.h_n = <void *>_addr(h_n); s.c_n = <void *>_addr(c_n)
     cdef int dtype = _dtype_code(a.x), status, used = 1

@@ -6,6 +6,8 @@ argument, what was expected and what was given. The result is a `SeqArgs`
 holding C-contiguous, time-major arrays of one dtype; the caller's arrays are
 never written to (a view of them may be kept, but it is only read).
 """
+import math
+
 import numpy as np
 
 # Gate count per cell. Gate order follows PyTorch: GRU r, z, n; LSTM i, f, g, o.
@@ -31,15 +33,16 @@ class SeqArgs:
         step_mask       (T, B) uint8 (from bool), or None: which samples process which steps
         recurrent_mask  (B, P) factor on h where it enters the recurrent products, or None
     plus the flags reverse, batch_first, training, linear_before_reset (GRU)
-    and num_threads (None: the global setting).
+    and num_threads (None: the global setting). `act` is None (the cell's own
+    activations) or the forward's own set from `activation_set`.
     """
 
     __slots__ = ("cell", "dtype", "T", "B", "I", "H", "P", "G", "x", "h0", "c0", "w_ih", "w_hh", "b_ih",
                  "b_hh", "w_peep", "w_hr", "lengths", "step_mask", "recurrent_mask", "reverse", "batch_first", "training",
-                 "linear_before_reset", "num_threads")
+                 "linear_before_reset", "num_threads", "act")
 
     def __init__(self, *, cell, dtype, T, B, I, H, P, G, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, w_hr,
-                 lengths, reverse, step_mask=None, recurrent_mask=None, batch_first, training, linear_before_reset, num_threads):
+                 lengths, reverse, step_mask=None, recurrent_mask=None, batch_first, training, linear_before_reset, num_threads, act=None):
         # plain assignments: a call builds one of these, so it must be cheap
         self.cell = cell
         self.dtype = dtype
@@ -66,6 +69,7 @@ class SeqArgs:
         self.training = training
         self.linear_before_reset = linear_before_reset
         self.num_threads = num_threads
+        self.act = act
 
     def __repr__(self):
         return f"SeqArgs({self.cell} T={self.T} B={self.B} I={self.I} H={self.H} P={self.P} {self.dtype})"
@@ -201,10 +205,78 @@ def check_packed(packed, packed_type, cell, dtype, I, linear_before_reset, sourc
                              f"got weights packed from another array; call pack_weights again")
 
 
+# Activations a forward may use in place of its cell's (ONNX's list): kernel code and
+# default (alpha, beta), by name without case or underscores.
+ACTIVATIONS = {
+    "sigmoid": (0, 0.0, 0.0), "tanh": (1, 0.0, 0.0), "relu": (2, 0.0, 0.0), "hardsigmoid": (3, 0.2, 0.5),
+    "leakyrelu": (4, 0.01, 0.0), "affine": (5, 1.0, 0.0), "scaledtanh": (6, 1.0, 1.0), "elu": (7, 1.0, 0.0),
+    "softsign": (8, 0.0, 0.0), "softplus": (9, 0.0, 0.0), "thresholdedrelu": (10, 1.0, 0.0),
+}
+_ACT_SLOTS = {"rnn_tanh": ("tanh",), "rnn_relu": ("relu",), "gru": ("sigmoid", "tanh"),
+              "lstm": ("sigmoid", "tanh", "tanh")}
+_ACT_ROLES = {1: "f", 2: "f (r, z), g (n)", 3: "f (i, f, o), g (cell input), h (output)"}
+
+
+def _activation(k, entry):
+    """One entry of `activations`: a name, or (name, alpha) or (name, alpha, beta)."""
+    name, params = (entry, ()) if isinstance(entry, str) else (None, ())
+    if name is None:
+        if not isinstance(entry, (tuple, list)) or not 1 <= len(entry) <= 3 or not isinstance(entry[0], str):
+            raise TypeError(f"activations[{k}]: expected a name or a (name, alpha[, beta]) tuple, got {entry!r}")
+        name, params = entry[0], tuple(entry[1:])
+    spec = ACTIVATIONS.get(name.lower().replace("_", ""))
+    if spec is None:
+        raise ValueError(f"activations[{k}]: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    code, alpha, beta = spec
+    try:
+        params = [float(p) for p in params]
+    except (TypeError, ValueError):
+        raise TypeError(f"activations[{k}]: alpha and beta must be numbers, got {entry!r}") from None
+    if not all(math.isfinite(p) for p in params):
+        raise ValueError(f"activations[{k}]: alpha and beta must be finite, got {entry!r}")
+    alpha = params[0] if len(params) > 0 else alpha
+    beta = params[1] if len(params) > 1 else beta
+    return code, alpha, beta
+
+
+def activation_set(cell, activations, clip, input_forget):
+    """A forward's own activations, clip and input_forget, checked: None when they
+    are the cell's own (the kernels' fast path), else (kinds, alphas, betas, clip,
+    input_forget) for the kernels (see fr_act in src_c/fastrnn.h)."""
+    if input_forget is not False and input_forget is not True:
+        input_forget = _flag("input_forget", input_forget)
+    if input_forget and cell != "lstm":
+        raise ValueError(f"input_forget: expected False (it couples LSTM's input and forget gates), got True for {cell}")
+    if clip is not None:
+        if isinstance(clip, (bool, np.bool_)) or not isinstance(clip, (int, float, np.integer, np.floating)):
+            raise TypeError(f"clip: expected a positive number or None, got {clip!r}")
+        clip = float(clip)
+        if not clip > 0 or math.isnan(clip):
+            raise ValueError(f"clip: expected a positive number or None, got {clip}")
+        if math.isinf(clip):
+            clip = None
+    slots = _ACT_SLOTS[cell]
+    if activations is None:
+        entries = [ACTIVATIONS[n] for n in slots]
+    else:
+        if isinstance(activations, str) or not isinstance(activations, (tuple, list)):
+            raise TypeError(f"activations: expected a list of {len(slots)} ({_ACT_ROLES[len(slots)]}), "
+                            f"got {activations!r}")
+        if len(activations) != len(slots):
+            raise ValueError(f"activations: expected {len(slots)} for {cell} ({_ACT_ROLES[len(slots)]}), "
+                             f"got {len(activations)}")
+        entries = [_activation(k, e) for k, e in enumerate(activations)]
+    if clip is None and not input_forget and all(e[0] == ACTIVATIONS[n][0] for e, n in zip(entries, slots)):
+        return None
+    entries += [(1, 0.0, 0.0)] * (3 - len(entries))
+    kinds, alphas, betas = zip(*entries)
+    return kinds, alphas, betas, (0.0 if clip is None else clip), int(input_forget)
+
+
 def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
             reverse=False, lengths=None, batch_first=False, training=True,
             linear_before_reset=True, num_threads=None, packed=None, packed_type=None,
-            step_mask=None, recurrent_mask=None):
+            step_mask=None, recurrent_mask=None, activations=None, clip=None, input_forget=False):
     """Check one forward call's arguments and return them as a `SeqArgs`.
 
     `cell` is one of GATES; `c0` is only meaningful for "lstm" (pass None
@@ -228,6 +300,16 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
         linear_before_reset = _flag("linear_before_reset", linear_before_reset)
     if num_threads is not None:
         num_threads = check_num_threads(num_threads)
+    act = None
+    if activations is not None or clip is not None or input_forget is not False:
+        if cell.startswith("rnn") and activations is not None and clip is None:
+            plain = activations[0] if isinstance(activations, (tuple, list)) and len(activations) == 1 else None
+            if isinstance(plain, str) and plain.lower() in ("tanh", "relu"):
+                cell, activations = "rnn_" + plain.lower(), None      # the cell's own: the fast path
+        act = activation_set(cell, activations, clip, input_forget)
+        if act is not None and training:
+            raise NotImplementedError("activations, clip, input_forget: only inference is implemented with a "
+                                      "cell's own activations or clipping (call with training=False)")
 
     x = as_float_array("x", x)
     dtype = x.dtype
@@ -299,7 +381,7 @@ def prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, w_peep=None, w_hr=None,
         x=np.ascontiguousarray(x), h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
         w_peep=w_peep, w_hr=w_hr, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
         reverse=reverse, batch_first=batch_first,
-        training=training, linear_before_reset=linear_before_reset, num_threads=num_threads)
+        training=training, linear_before_reset=linear_before_reset, num_threads=num_threads, act=act)
 
 
 def lstm_states(hc, name="(h0, c0)"):

@@ -9,6 +9,15 @@ PyTorch's layout and gate order; see the README's table.
     y, (h_n, c_n), cache = lstm_forward(x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_peep=None, w_hr=None)
     grads = rnn_backward(dy, dh_n, cache)      # likewise gru_backward, lstm_backward(dy, (dh_n, dc_n), cache)
 
+ONNX's recurrent attributes, for inference (training=False) only:
+`activations` replaces the cell's functions, a list of names or (name, alpha,
+beta) tuples: [f] for RNN, [f, g] for GRU (f: r, z; g: n), [f, g, h] for LSTM
+(f: i, f, o; g: the cell input; h: m = o * h(c)). Names: sigmoid, tanh, relu,
+hard_sigmoid, leaky_relu, affine, scaled_tanh, elu, softsign, softplus,
+thresholded_relu (alpha and beta default to the ONNX operators' own). `clip`
+clamps every gate's pre-activation to [-clip, clip]; `input_forget=True` (LSTM)
+uses f = 1 - i.
+
 A cache keeps references to the forward's input arrays (copies only where a
 layout or dtype conversion was needed), as PyTorch's autograd does: change x
 or the weights in place between forward and backward and the gradients use
@@ -174,7 +183,8 @@ def _backward(cell, dy, final_grads, cache):
     return grads
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", activations=None, clip=None,
+                reverse=False,
                 lengths=None, step_mask=None, recurrent_mask=None,
                 batch_first=False, training=True, num_threads=None, packed=None):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
@@ -182,15 +192,20 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None, w_ih (H, I),
     w_hh (H, H), b_ih, b_hh (H,) or None. Returns y (T, B, H), h_n (B, H) and a
     cache for rnn_backward (None when training=False).
+
+    `activations` ([f]), `clip` and, for LSTM, `input_forget` are ONNX's
+    attributes of the same names (see the module docstring); inference only.
     """
     a = V.prepare("rnn_" + V.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                  lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first, training=training, num_threads=num_threads,
-                  packed=packed, packed_type=PackedWeights)
+                  lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
+                  training=training, num_threads=num_threads, packed=packed, packed_type=PackedWeights,
+                  activations=activations, clip=clip)
     y, h_n, _, cache = _forward(a, packed)
     return y, h_n, cache
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True, reverse=False,
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True, activations=None,
+                clip=None, reverse=False,
                 lengths=None, step_mask=None, recurrent_mask=None,
                 batch_first=False, training=True, num_threads=None, packed=None):
     """GRU with gates r, z, n (PyTorch order): w_ih (3H, I), w_hh (3H, H), biases (3H,).
@@ -198,15 +213,16 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=
     linear_before_reset=True is PyTorch's form n = tanh(W_in x + b_in + r*(W_hn h + b_hn));
     False is the original n = tanh(W_in x + b_in + W_hn (r*h) + b_hn). h' = (1-z)*n + z*h.
     """
-    a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
-                  batch_first=batch_first, training=training, linear_before_reset=linear_before_reset,
-                  num_threads=num_threads,
-                  packed=packed, packed_type=PackedWeights)
+    a = V.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths, step_mask=step_mask,
+                  recurrent_mask=recurrent_mask, batch_first=batch_first, training=training,
+                  linear_before_reset=linear_before_reset, num_threads=num_threads, packed=packed,
+                  packed_type=PackedWeights, activations=activations, clip=clip)
     y, h_n, _, cache = _forward(a, packed)
     return y, h_n, cache
 
 
-def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None, reverse=False,
+def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None, activations=None,
+                 clip=None, input_forget=False, reverse=False,
                  lengths=None, step_mask=None, recurrent_mask=None,
                 batch_first=False, training=True, num_threads=None, packed=None):
     """LSTM with gates i, f, g, o (PyTorch order): w_ih (4H, I), w_hh (4H, P), biases (4H,).
@@ -217,8 +233,9 @@ def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=
     """
     h0, c0 = V.lstm_states(hc0)
     a = V.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr, reverse=reverse,
-                  lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first, training=training, num_threads=num_threads,
-                  packed=packed, packed_type=PackedWeights)
+                  lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
+                  training=training, num_threads=num_threads, packed=packed, packed_type=PackedWeights,
+                  activations=activations, clip=clip, input_forget=input_forget)
     y, h_n, c_n, cache = _forward(a, packed)
     return y, (h_n, c_n), cache
 

@@ -47,6 +47,49 @@ def _sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
+def _relu(x):
+    return np.where(x < 0, 0, x)                       # NaN stays NaN
+
+
+def _softplus(x):
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, x + np.log1p(np.exp(-np.abs(x))), np.log1p(np.exp(np.minimum(x, 0))))
+
+
+# ONNX's activations by the kernel codes of _validate.ACTIVATIONS: f(x, alpha, beta)
+_ACT_FUNCS = [
+    lambda x, al, be: _sigmoid(x),
+    lambda x, al, be: np.tanh(x),
+    lambda x, al, be: _relu(x),
+    lambda x, al, be: np.clip(al * x + be, 0, 1),                   # hard_sigmoid
+    lambda x, al, be: np.where(x < 0, al * x, x),                   # leaky_relu
+    lambda x, al, be: al * x + be,                                  # affine
+    lambda x, al, be: al * np.tanh(be * x),                         # scaled_tanh
+    lambda x, al, be: np.where(x < 0, al * np.expm1(np.minimum(x, 0)), x),   # elu
+    lambda x, al, be: x / (1 + np.abs(x)),                          # softsign
+    lambda x, al, be: _softplus(x),
+    lambda x, al, be: np.where(x <= al, 0, x),                      # thresholded_relu; NaN stays NaN
+]
+
+
+def _functions(a):
+    """The cell's activation functions (f, g, h): the cell's own, or with `a.act`
+    ONNX's, where f and g clip the gate pre-activations first when asked (h, which
+    reads LSTM's cell state, never clips)."""
+    if a.act is None:
+        f = {"rnn_tanh": np.tanh, "rnn_relu": _relu}.get(a.cell, _sigmoid)
+        return f, np.tanh, np.tanh
+    kinds, alphas, betas, clip, _ = a.act
+
+    def make(k):
+        fn, al, be = _ACT_FUNCS[kinds[k]], a.dtype.type(alphas[k]), a.dtype.type(betas[k])
+        if clip > 0 and k < 2:
+            c = a.dtype.type(clip)
+            return lambda v: fn(np.where(v > c, c, np.where(v < -c, -c, v)), al, be)
+        return lambda v: fn(v, al, be)
+    return make(0), make(1), make(2)
+
+
 def _linear(inp, w, b=None):
     """inp (N, K) @ w.T (M, K) -> (N, M), plus b (M,) when given."""
     out = inp @ w.T
@@ -174,7 +217,7 @@ def _backward(cache, dy, dstate, step_backward):
 def _rnn_step(a, x_t, state, hm):
     (h,) = state                                       # x_t (N, I), h (N, H)
     pre = _linear(x_t, a.w_ih, a.b_ih) + _linear(_masked(h, hm), a.w_hh, a.b_hh)   # (N, H)
-    h_new = np.tanh(pre) if a.cell == "rnn_tanh" else np.maximum(pre, 0)
+    h_new = _functions(a)[0](pre)
     return (h_new,), (x_t, h, h_new, hm)
 
 
@@ -192,13 +235,14 @@ def _rnn_step_backward(a, saved, d_new, grads):
     return (_masked(dpre @ a.w_hh, hm),), dpre @ a.w_ih
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", activations=None, clip=None,
                 reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
                 batch_first=False, training=True,
                 num_threads=None):
     """Elman RNN over a sequence. Returns (y, h_n, cache); cache is None unless training."""
     a = _validate.prepare("rnn_" + _validate.check_nonlinearity(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
+                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
+                          activations=activations, clip=clip, batch_first=batch_first,
                           training=training, num_threads=num_threads)
     y, (h_n,), steps = _forward(a, _rnn_step, (a.h0,))
     cache = Cache(a, steps) if a.training else None
@@ -225,14 +269,15 @@ def _gru_step(a, x_t, state, hm):
     b_hh_rz, b_hh_n = _rows_of(a.b_hh, 0, 2 * H), _rows_of(a.b_hh, 2 * H, 3 * H)
     gi_r, gi_z, gi_n = _split(_linear(x_t, a.w_ih, a.b_ih), 3)             # (N, H) each
     gh_r, gh_z = _split(_linear(hr, a.w_hh[:2 * H], b_hh_rz), 2)          # (N, H) each
-    r = _sigmoid(gi_r + gh_r)
-    z = _sigmoid(gi_z + gh_z)
+    fn_f, fn_g, _ = _functions(a)
+    r = fn_f(gi_r + gh_r)
+    z = fn_f(gi_z + gh_z)
     if a.linear_before_reset:
         gh_n = _linear(hr, a.w_hh[2 * H:], b_hh_n)                        # (N, H)
-        n = np.tanh(gi_n + r * gh_n)
+        n = fn_g(gi_n + r * gh_n)
     else:
         gh_n = _linear(r * hr, a.w_hh[2 * H:], b_hh_n)                    # (N, H)
-        n = np.tanh(gi_n + gh_n)
+        n = fn_g(gi_n + gh_n)
     h_new = (1 - z) * n + z * h
     return (h_new,), (x_t, h, r, z, n, gh_n, hm)
 
@@ -275,13 +320,14 @@ def _gru_step_backward(a, saved, d_new, grads):
     return (dh,), dgi @ a.w_ih
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True,
-                reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, linear_before_reset=True, activations=None,
+                clip=None, reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
                 batch_first=False, training=True,
                 num_threads=None):
     """GRU over a sequence. Returns (y, h_n, cache); cache is None unless training."""
     a = _validate.prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
+                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
+                          activations=activations, clip=clip, batch_first=batch_first,
                           training=training, linear_before_reset=linear_before_reset,
                           num_threads=num_threads)
     y, (h_n,), steps = _forward(a, _gru_step, (a.h0,))
@@ -311,12 +357,14 @@ def _lstm_step(a, x_t, state, hm):
         p_i, p_f, p_o = a.w_peep                       # (H,) each
         a_i = a_i + p_i * c
         a_f = a_f + p_f * c
-    i, f, g = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g)
+    fn_f, fn_g, fn_h = _functions(a)
+    i, g = fn_f(a_i), fn_g(a_g)
+    f = 1 - i if a.act is not None and a.act[4] else fn_f(a_f)     # input_forget couples f to i
     c_new = f * c + i * g
     if a.w_peep is not None:
         a_o = a_o + p_o * c_new
-    o = _sigmoid(a_o)
-    tanh_c = np.tanh(c_new)
+    o = fn_f(a_o)
+    tanh_c = fn_h(c_new)                               # tanh(c') unless the forward has its own h
     m = o * tanh_c                                     # (N, H)
     h_new = m if a.w_hr is None else _linear(m, a.w_hr)   # (N, P)
     return (h_new, c_new), (x_t, h, c, i, f, g, o, c_new, tanh_c, m, hm)
@@ -355,14 +403,15 @@ def _lstm_step_backward(a, saved, d_new, grads):
     return (_masked(da @ a.w_hh, hm), dc_prev), da @ a.w_ih
 
 
-def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None,
-                 reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
+def lstm_forward(x, hc0, w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, w_hr=None, activations=None,
+                 clip=None, input_forget=False, reverse=False, lengths=None, step_mask=None, recurrent_mask=None,
                 batch_first=False, training=True,
                  num_threads=None):
     """LSTM over a sequence. Returns (y, (h_n, c_n), cache); cache is None unless training."""
     h0, c0 = _validate.lstm_states(hc0, "(h0, c0)")
     a = _validate.prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, w_hr=w_hr,
-                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask, batch_first=batch_first,
+                          reverse=reverse, lengths=lengths, step_mask=step_mask, recurrent_mask=recurrent_mask,
+                          activations=activations, clip=clip, input_forget=input_forget, batch_first=batch_first,
                           training=training, num_threads=num_threads)
     y, (h_n, c_n), steps = _forward(a, _lstm_step, (a.h0, a.c0))
     cache = Cache(a, steps) if a.training else None

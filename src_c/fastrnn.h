@@ -22,6 +22,25 @@ enum fr_cell { FR_RNN_TANH = 0, FR_RNN_RELU = 1, FR_GRU = 2, FR_LSTM = 3 };
 enum fr_isa { FR_ISA_GENERIC = 0, FR_ISA_AVX2 = 1, FR_ISA_AVX512 = 2 };
 enum fr_status { FR_OK = 0, FR_ENOMEM = 1 };
 
+/* Activations of ONNX's RNN/GRU/LSTM operators, for fr_act. */
+enum fr_act_kind {
+    FR_ACT_SIGMOID = 0, FR_ACT_TANH, FR_ACT_RELU, FR_ACT_HARD_SIGMOID, FR_ACT_LEAKY_RELU, FR_ACT_AFFINE,
+    FR_ACT_SCALED_TANH, FR_ACT_ELU, FR_ACT_SOFTSIGN, FR_ACT_SOFTPLUS, FR_ACT_THRESHOLDED_RELU
+};
+
+/* A forward's own activations (ONNX's `activations`, `clip`, `input_forget`), in
+ * place of the cell's sigmoid/tanh (relu). Slot 0 is f (RNN's only activation;
+ * GRU r, z; LSTM i, f, o), slot 1 g (GRU n; LSTM's cell input), slot 2 h (LSTM:
+ * m = o * h(c)). clip > 0 clamps every gate's pre-activation (biases and
+ * peepholes included; not the cell state h reads) to [-clip, clip]; 0: none. input_forget (LSTM)
+ * couples the forget gate to the input gate: f = 1 - i. Forward only. */
+typedef struct {
+    int kind[3];
+    double alpha[3], beta[3];
+    double clip;
+    int input_forget;
+} fr_act;
+
 /* One layer in one direction. The forward call reads the inputs and writes the
  * outputs and, when `training`, the saved tensors; backward reads the saved
  * tensors and the incoming gradients and writes the gradients. */
@@ -46,6 +65,7 @@ typedef struct {
     const void *w_peep;         /* (3, H) rows i, f, o, or NULL */
     const void *w_hr;           /* (P, H), or NULL */
     const void *packed;         /* w_ih, w_hh (and w_hr) as fr_pack left them, or NULL: pack them here */
+    const fr_act *act;          /* the forward's own activations, or NULL: the cell's (backward: must be NULL) */
 
     /* forward outputs */
     void *y;                    /* (T, B, P) */

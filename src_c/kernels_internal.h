@@ -2,6 +2,7 @@
 #ifndef FASTRNN_KERNELS_INTERNAL_H
 #define FASTRNN_KERNELS_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 

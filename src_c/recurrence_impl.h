@@ -210,6 +210,7 @@ typedef struct {
     const real *b_hh;      /* (G*H,) */
     const real *peep;      /* (3, H) or NULL */
     const real *rmask;     /* (B, P) or NULL: h times rmask feeds the recurrent products */
+    const fr_act *act;     /* the forward's own activations, or NULL: the cell's */
     real *hm_buf;          /* (2, B, P) forward ping-pong of h * rmask */
     int proj;
     FN(phase) ph[3];
@@ -261,8 +262,11 @@ static inline V FN(vone_minus_sq)(V v) { return 1 - v * v; }
 static inline V FN(vsig_grad)(V s) { return s * (1 - s); }
 
 /* The pointwise part of a phase for one batch row b and one block (n0, nv). */
+/* X (a constant at each call) selects the forward's own activations (c->act):
+ * with X == 0 the cell's sigmoid/tanh are inlined as if the option did not exist. */
 static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c, const int id, const FN(step) *st,
-                                                               int b, int n0, int nv, const real *tile, int gs)
+                                                               int b, int n0, int nv, const real *tile, int gs,
+                                                               const int X)
 {
     const fr_seq *a = c->a;
     const int H = c->H, P = c->P, GH = c->GH;
@@ -273,13 +277,15 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
 #define TILE(g) FN(vload)(tile + (g) * gs)
 #define PUT_H(v) FN(put_h)(c, st, b, n0, nv, (v))
 #define DY() (st->dy ? LD(st->dy + (size_t)b * P + n0) : zero)      /* no dy: only final-state gradients */
+#define ACT_F(v) (X ? FN(vact)(c->act, 0, (v)) : FN(vsigmoid)(v))          /* gates */
+#define ACT_G(v) (X ? FN(vact)(c->act, 1, (v)) : FN(vtanh)(v))             /* GRU n, LSTM g */
     switch (id) {
     case PH_RNN: {
         const real *xp = st->xp + (size_t)b * GH + n0;
         real *y = st->y + (size_t)b * P + n0;
         if (!act) { PUT_H(LD(st->h_prev + (size_t)b * P + n0)); ST(y, zero); return; }
         V pre = LD(xp) + TILE(0) + LD(c->b_hh + n0);
-        V h = c->cell == FR_RNN_TANH ? FN(vtanh)(pre) : FN(vrelu)(pre);
+        V h = X ? FN(vact)(c->act, 0, pre) : c->cell == FR_RNN_TANH ? FN(vtanh)(pre) : FN(vrelu)(pre);
         PUT_H(h); ST(y, h);
         return;
     }
@@ -290,8 +296,8 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         real *y = st->y + (size_t)b * P + n0;
         if (id == PH_GRU_RZ) {
             if (!act) { ST(g + 3 * H, zero); return; }
-            V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
-            V z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
+            V r = ACT_F(LD(xp) + TILE(0) + LD(c->b_hh + n0));
+            V z = ACT_F(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
             V hm = c->rmask ? LD(st->hm_prev + (size_t)b * P + n0) : LD(hp);
             ST(g, r); ST(g + H, z); ST(g + 3 * H, r * hm);
             return;
@@ -299,14 +305,14 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         if (!act) { PUT_H(LD(hp)); ST(y, zero); return; }
         V z, n;
         if (id == PH_GRU_LBR) {
-            V r = FN(vsigmoid)(LD(xp) + TILE(0) + LD(c->b_hh + n0));
-            z = FN(vsigmoid)(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
+            V r = ACT_F(LD(xp) + TILE(0) + LD(c->b_hh + n0));
+            z = ACT_F(LD(xp + H) + TILE(1) + LD(c->b_hh + H + n0));
             V hn = TILE(2) + LD(c->b_hh + 2 * H + n0);
-            n = FN(vtanh)(LD(xp + 2 * H) + r * hn);
+            n = ACT_G(LD(xp + 2 * H) + r * hn);
             ST(g, r); ST(g + H, z); ST(g + 3 * H, hn);
         } else {
             z = LD(g + H);
-            n = FN(vtanh)(LD(xp + 2 * H) + TILE(0) + LD(c->b_hh + 2 * H + n0));
+            n = ACT_G(LD(xp + 2 * H) + TILE(0) + LD(c->b_hh + 2 * H + n0));
         }
         ST(g + 2 * H, n);
         V h = n + z * (LD(hp) - n);
@@ -330,11 +336,11 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         V pi = LD(xp) + TILE(0) + LD(bh), pf = LD(xp + H) + TILE(1) + LD(bh + H);
         V pg = LD(xp + 2 * H) + TILE(2) + LD(bh + 2 * H), po = LD(xp + 3 * H) + TILE(3) + LD(bh + 3 * H);
         if (c->peep) { pi += LD(c->peep + n0) * cprev; pf += LD(c->peep + H + n0) * cprev; }
-        V i = FN(vsigmoid)(pi), f = FN(vsigmoid)(pf), gg = FN(vtanh)(pg);
+        V i = ACT_F(pi), f = X && c->act->input_forget ? 1 - i : ACT_F(pf), gg = ACT_G(pg);
         V cc = f * cprev + i * gg;
         if (c->peep) po += LD(c->peep + 2 * H + n0) * cc;
-        V o = FN(vsigmoid)(po);
-        V m = o * FN(vtanh)(cc);
+        V o = ACT_F(po);
+        V m = o * (X ? FN(vact)(c->act, 2, cc) : FN(vtanh)(cc));
         ST(cn, cc); ST(g, i); ST(g + H, f); ST(g + 2 * H, gg); ST(g + 3 * H, o);
         if (c->proj) ST(m_out, m);
         else { PUT_H(m); ST(st->y + (size_t)b * P + n0, m); }
@@ -443,23 +449,31 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
 #undef TILE
 #undef PUT_H
 #undef DY
+#undef ACT_F
+#undef ACT_G
 }
 
 /* The epilogue of `rows` batch rows from r0, one loop per phase so that the
  * compiler inlines the cell math and the CPU overlaps consecutive rows. */
-#define FR_EPI_CASE(ID) \
+#define FR_EPI_CASE(ID, X) \
     case ID: \
-        for (int r = 0; r < rows; r++) FN(epilogue)(c, ID, st, r0 + r, n0, nv, tile + (size_t)r * G * BW, BW); \
+        for (int r = 0; r < rows; r++) FN(epilogue)(c, ID, st, r0 + r, n0, nv, tile + (size_t)r * G * BW, BW, X); \
         return;
 static void FN(epilogue_rows)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) *st, int r0, int rows,
                               int n0, int nv, const real *tile)
 {
     const int G = ph->G, BW = ph->nbv * VL;
+    if (c->act) {               /* a forward with its own activations: its cell phases */
+        switch (ph->id) {
+            FR_EPI_CASE(PH_RNN, 1) FR_EPI_CASE(PH_GRU_LBR, 1) FR_EPI_CASE(PH_GRU_RZ, 1) FR_EPI_CASE(PH_GRU_N, 1)
+            FR_EPI_CASE(PH_LSTM, 1)
+        }
+    }
     switch (ph->id) {
-        FR_EPI_CASE(PH_RNN) FR_EPI_CASE(PH_GRU_LBR) FR_EPI_CASE(PH_GRU_RZ) FR_EPI_CASE(PH_GRU_N)
-        FR_EPI_CASE(PH_LSTM) FR_EPI_CASE(PH_PROJ) FR_EPI_CASE(PH_B_RNN) FR_EPI_CASE(PH_B_GRU)
-        FR_EPI_CASE(PH_B_GRU_ZN) FR_EPI_CASE(PH_B_GRU_R) FR_EPI_CASE(PH_B_LSTM) FR_EPI_CASE(PH_B_DY)
-        FR_EPI_CASE(PH_B_DH)
+        FR_EPI_CASE(PH_RNN, 0) FR_EPI_CASE(PH_GRU_LBR, 0) FR_EPI_CASE(PH_GRU_RZ, 0) FR_EPI_CASE(PH_GRU_N, 0)
+        FR_EPI_CASE(PH_LSTM, 0) FR_EPI_CASE(PH_PROJ, 0) FR_EPI_CASE(PH_B_RNN, 0) FR_EPI_CASE(PH_B_GRU, 0)
+        FR_EPI_CASE(PH_B_GRU_ZN, 0) FR_EPI_CASE(PH_B_GRU_R, 0) FR_EPI_CASE(PH_B_LSTM, 0) FR_EPI_CASE(PH_B_DY, 0)
+        FR_EPI_CASE(PH_B_DH, 0)
     }
 }
 #undef FR_EPI_CASE
@@ -644,6 +658,7 @@ static void FN(ctx_init)(FN(ctx) *c, const fr_seq *a)
     c->b_hh = (const real *)a->b_hh;
     c->peep = (const real *)a->w_peep;
     c->rmask = (const real *)a->rmask;
+    c->act = a->act;
     c->proj = a->w_hr != NULL;
 }
 

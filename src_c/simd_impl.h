@@ -15,7 +15,7 @@ typedef int64_t VI __attribute__((vector_size(FR_VB)));
 typedef int32_t VI __attribute__((vector_size(FR_VB)));
 #endif
 
-static inline V FN(vsplat)(real s) { V v = {0}; return v + s; }
+static inline V FN(vsplat)(real s) { V v = {0}; return s - v; }     /* s - (+0): keeps -0.0 */
 static inline V FN(vload)(const real *p) { V v; memcpy(&v, p, sizeof v); return v; }
 static inline void FN(vstore)(real *p, V v) { memcpy(p, &v, sizeof v); }
 
@@ -123,4 +123,61 @@ static inline V FN(vtanh)(V x)
     V m = s * q + (s - 1);
     V t = -m * FN(vrecip)(2 + m);
     return (V)((VI)t | ((VI)x & sign));
+}
+
+/* expm1(x) = s*q + (s - 1), from the parts of exp: no cancellation near 0. */
+static inline V FN(vexpm1)(V x)
+{
+    V s, q;
+    FN(vexp_parts)(x, &s, &q);
+    return s * q + (s - 1);
+}
+
+/* Clamps to [-c, c]; NaN stays NaN. */
+static inline V FN(vclip)(V x, real c)
+{
+    x = FN(vsel)(x > c, FN(vsplat)(c), x);
+    return FN(vsel)(x < -c, FN(vsplat)(-c), x);
+}
+
+/* log(1 + e^x) lane by lane (the libm path: only ONNX models ask for it). */
+static inline V FN(vsoftplus)(V x)
+{
+    real v[VL];
+    memcpy(v, &x, sizeof x);
+    for (int l = 0; l < VL; l++)
+        v[l] = v[l] > 0 ? v[l] + (real)log1p(exp(-(double)v[l])) : (real)log1p(exp((double)v[l]));
+    memcpy(&x, v, sizeof x);
+    return x;
+}
+
+/* Activation `slot` of a forward's own set (fr_act, see fastrnn.h) on x: a gate's
+ * pre-activation (slots 0, 1: clipped first when the set clips) or LSTM's cell
+ * state (slot 2: never clipped). NaN propagates. */
+static inline V FN(vact)(const fr_act *f, int slot, V x)
+{
+    const V zero = FN(vsplat)(0), one = FN(vsplat)(1);
+    const real al = (real)f->alpha[slot], be = (real)f->beta[slot];
+    if (f->clip > 0 && slot < 2) x = FN(vclip)(x, (real)f->clip);
+    switch (f->kind[slot]) {
+    case FR_ACT_SIGMOID: return FN(vsigmoid)(x);
+    case FR_ACT_TANH: return FN(vtanh)(x);
+    case FR_ACT_RELU: return FN(vrelu)(x);
+    case FR_ACT_HARD_SIGMOID: {
+        V t = x * al + be;
+        t = FN(vsel)(t < 0, zero, t);
+        return FN(vsel)(t > 1, one, t);
+    }
+    case FR_ACT_LEAKY_RELU: return FN(vsel)(x < 0, x * al, x);
+    case FR_ACT_AFFINE: return x * al + be;
+    case FR_ACT_SCALED_TANH: return al * FN(vtanh)(x * be);
+    case FR_ACT_ELU: return FN(vsel)(x < 0, al * FN(vexpm1)(x), x);
+    case FR_ACT_SOFTSIGN: {
+        const VI sign = (VI)FN(vsplat)(-0.0);
+        return x / (1 + (V)((VI)x & ~sign));
+    }
+    case FR_ACT_SOFTPLUS: return FN(vsoftplus)(x);
+    case FR_ACT_THRESHOLDED_RELU: return FN(vsel)(x <= al, zero, x);
+    }
+    return x;
 }

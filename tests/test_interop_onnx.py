@@ -381,17 +381,76 @@ def test_unsupported_op_names_op_and_node():
         InferenceSession(model)
 
 
-@pytest.mark.parametrize("op,attrs,what", [
-    ("LSTM", {"clip": 3.0}, "clip"),
-    ("LSTM", {"input_forget": 1}, "input_forget"),
-    ("GRU", {"activations": ["HardSigmoid", "Tanh"]}, "activations"),
-    ("LSTM", {"activations": ["Sigmoid", "Tanh", "Relu"]}, "activations"),
-    ("RNN", {"activations": ["LeakyRelu"], "activation_alpha": [0.1]}, "activation_alpha"),
-    ("RNN", {"activations": ["Softsign"]}, "activations"),
+ONNX_ACTS = ["Sigmoid", "Tanh", "Relu", "HardSigmoid", "LeakyRelu", "Affine", "ScaledTanh", "Elu", "Softsign",
+             "Softplus", "ThresholdedRelu"]
+ACT_CASES = [(op, k) for op in GATES for k in range(len(ONNX_ACTS))]
+
+
+def _small_weights(op, D, seed, dtype=np.float32):
+    """Weights small enough that unbounded activations (Affine, Relu, ...) stay finite."""
+    rng = np.random.default_rng(seed)
+    G = GATES[op]
+    return {"W": rng.uniform(-0.3, 0.3, (D, G * H, I)).astype(dtype),
+            "R": rng.uniform(-0.3, 0.3, (D, G * H, H)).astype(dtype),
+            "B": rng.uniform(-0.3, 0.3, (D, 2 * G * H)).astype(dtype),
+            "P": rng.uniform(-0.3, 0.3, (D, 3 * H)).astype(dtype)}
+
+
+@pytest.mark.parametrize("op,k", ACT_CASES, ids=[f"{op}-{ONNX_ACTS[k]}" for op, k in ACT_CASES])
+def test_activations_clip_input_forget_match_onnxruntime(op, k):
+    """Each activation in each slot (the others rotate), with and without
+    activation_alpha/beta (consumed in order), clip, input_forget, both directions."""
+    n = {"RNN": 1, "GRU": 2, "LSTM": 3}[op]
+    acts = [ONNX_ACTS[(k + 4 * j) % len(ONNX_ACTS)] for j in range(n)]
+    variants = [{"activations": acts},
+                {"activations": acts, "activation_alpha": [0.7, 0.4, 1.3], "activation_beta": [0.2, 0.9],
+                 "clip": 0.8},
+                {"activations": acts + acts[::-1], "activation_alpha": [1.1, 0.3, 0.6, 0.9, 0.5, 0.45],
+                 "clip": 2.0}]
+    for v, extra in enumerate(variants):
+        extra = dict(extra)
+        direction = "bidirectional" if v == 2 else "reverse" if v == 1 else "forward"
+        kw = {"lbr": v % 2} if op == "GRU" else {"peep": v > 0} if op == "LSTM" else {}
+        if op == "LSTM" and k % 2:
+            extra["input_forget"] = 1
+        w = _small_weights(op, 2 if v == 2 else 1, seed=k)
+        model, feeds, _ = build_rnn(op, direction=direction, extra_attrs=extra, initial=True, seq_lens=v == 1,
+                                    weights=w, **kw)
+        want = _ort_run(model, feeds)
+        got = InferenceSession(model).run(None, feeds)
+        for g, ww in zip(got, want):
+            assert np.isfinite(ww).all()
+            np.testing.assert_allclose(g, ww, rtol=1e-4, atol=1e-5, err_msg=f"{extra} {kw}")
+
+
+@pytest.mark.parametrize("op", list(GATES))
+def test_activations_float64_match_onnxruntime_float32_model(op):
+    """onnxruntime has no float64 recurrent ops (and onnx.reference ignores clip,
+    input_forget and most activations): the float64 session is checked against
+    onnxruntime on the same model in float32, to float32's accuracy."""
+    n = {"RNN": 1, "GRU": 2, "LSTM": 3}[op]
+    extra = {"activations": ["HardSigmoid", "Softsign", "Elu"][:n], "activation_alpha": [0.3], "clip": 1.2}
+    if op == "LSTM":
+        extra["input_forget"] = 1
+    w64 = _small_weights(op, 1, seed=9, dtype=np.float64)
+    w32 = {k: v.astype(np.float32) for k, v in w64.items()}
+    m64, feeds64, _ = build_rnn(op, dtype=np.float64, extra_attrs=extra, initial=True, weights=w64)
+    m32, _, _ = build_rnn(op, dtype=np.float32, extra_attrs=extra, initial=True, weights=w32)
+    feeds32 = {k: v.astype(np.float32) for k, v in feeds64.items()}
+    got = InferenceSession(m64).run(None, feeds64)
+    for g, w in zip(got, _ort_run(m32, feeds32)):
+        assert g.dtype == np.float64
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("attrs,exc,what", [
+    ({"activations": ["Sigmoid", "Gelu", "Tanh"]}, NotImplementedError, "activation 'Gelu'"),
+    ({"activations": ["Sigmoid", "Tanh"]}, ValueError, "must list 3 per direction"),
+    ({"clip": -1.0}, ValueError, "clip must be positive"),
 ])
-def test_unsupported_attributes_raise_with_names(op, attrs, what):
-    model, _, _ = build_rnn(op, extra_attrs=attrs)
-    with pytest.raises(NotImplementedError, match=f"{op} node 'rec'.*{what}.*engine support"):
+def test_bad_recurrent_attributes_name_node_and_attribute(attrs, exc, what):
+    model, _, _ = build_rnn("LSTM", extra_attrs=attrs)
+    with pytest.raises(exc, match=f"LSTM node 'rec'.*{what}"):
         InferenceSession(model)
 
 

@@ -11,14 +11,16 @@ when a session is made). The graph runs in topological order with NumPy; the
 converted from ONNX's layout (LSTM gates i,o,f,c; GRU z,r,h; W/R (D, G*H, ·);
 B = [Wb | Rb]; P = [p_i, p_o, p_f]) to PyTorch's and packed once per session.
 
-Supported recurrent attributes: `direction` (forward, reverse, bidirectional),
-`layout` 0 and 1, `hidden_size`, `linear_before_reset` (GRU), `input_forget=0`
-(LSTM), inputs `sequence_lens`, `initial_h`, `initial_c`, `P`, outputs Y, Y_h,
-Y_c (any may be omitted), float32 and float64, and the default activations
-(RNN Tanh, or Relu; GRU Sigmoid,Tanh; LSTM Sigmoid,Tanh,Tanh). Other
-`activations`, `activation_alpha`/`activation_beta`, `clip` and
-`input_forget=1` need engine support that fastrnn does not have yet: they
-raise NotImplementedError naming the node and the attribute.
+Recurrent attributes: every one of the current opset: `direction` (forward,
+reverse, bidirectional), `layout` 0 and 1, `hidden_size`, `linear_before_reset`
+(GRU), `input_forget` (LSTM), `clip`, and `activations` (Sigmoid, Tanh, Relu,
+HardSigmoid, LeakyRelu, Affine, ScaledTanh, Elu, Softsign, Softplus,
+ThresholdedRelu) with `activation_alpha`/`activation_beta`, consumed in order by
+the activations that take them, with onnxruntime's defaults where the lists run
+out (LeakyRelu 0.01, HardSigmoid 0.2 and 0.5, Elu 1.0, otherwise 0). Inputs
+`sequence_lens`, `initial_h`, `initial_c`, `P`; outputs Y, Y_h, Y_c (any may be
+omitted); float32 and float64. The default activations run on the kernels'
+fast path; others, `clip` and `input_forget` on their generic one.
 
 Glue ops: Transpose, Squeeze, Unsqueeze, Reshape, Concat, Slice, Gather,
 Shape, Constant, Identity, MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid,
@@ -274,7 +276,12 @@ _GLUE_OPS = frozenset(("Identity", "Transpose", "Squeeze", "Unsqueeze", "Reshape
 _GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 # ONNX gate blocks -> PyTorch order: LSTM iofc -> ifgo, GRU zrh -> rzn
 _ORDER = {"RNN": [0], "GRU": [1, 0, 2], "LSTM": [0, 2, 3, 1]}
-_DEFAULT_ACTS = {"GRU": ["sigmoid", "tanh"], "LSTM": ["sigmoid", "tanh", "tanh"]}
+_DEFAULT_ACTS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+# Which of alpha, beta each activation takes from activation_alpha/activation_beta, and
+# onnxruntime's values when those lists run out (the ONNX spec leaves some of them open).
+_ACT_PARAMS = {"sigmoid": (), "tanh": (), "relu": (), "softsign": (), "softplus": (),
+               "leakyrelu": (0.01,), "thresholdedrelu": (0.0,), "elu": (1.0,),
+               "affine": (0.0, 0.0), "scaledtanh": (0.0, 0.0), "hardsigmoid": (0.2, 0.5)}
 
 
 def _reorder(w, op, H):
@@ -293,13 +300,6 @@ class _Recurrent:
         self.node = node
         op = self.op = node.op_type
         label = _node_label(node)
-        for name in ("activation_alpha", "activation_beta", "clip"):
-            if name in at:
-                raise NotImplementedError(
-                    f"{label}: attribute {name!r} is not supported yet (it needs engine support in fastrnn's kernels)")
-        if op == "LSTM" and int(at.get("input_forget", 0)) != 0:
-            raise NotImplementedError(
-                f"{label}: attribute 'input_forget'=1 is not supported yet (it needs engine support in fastrnn's kernels)")
         direction = at.get("direction", b"forward")
         direction = direction.decode() if isinstance(direction, bytes) else str(direction)
         if direction not in ("forward", "reverse", "bidirectional"):
@@ -311,23 +311,40 @@ class _Recurrent:
             raise ValueError(f"{label}: layout must be 0 or 1, got {self.layout}")
         self.hidden_size = at.get("hidden_size")
         self.linear_before_reset = bool(int(at.get("linear_before_reset", 0)))
-        acts = at.get("activations")
-        self.nonlinearity = ["tanh"] * self.D
-        if acts is not None:
-            acts = [(a.decode() if isinstance(a, bytes) else str(a)).lower() for a in acts]
-            if op == "RNN":
-                if len(acts) not in (1, self.D) or any(a not in ("tanh", "relu") for a in acts):
-                    raise NotImplementedError(
-                        f"{label}: attribute 'activations'={acts} is not supported yet; RNN supports Tanh and Relu "
-                        f"(others need engine support in fastrnn's kernels)")
-                self.nonlinearity = acts * self.D if len(acts) == 1 else acts
-            else:
-                d = _DEFAULT_ACTS[op]
-                if acts not in (d, d * self.D):
-                    raise NotImplementedError(
-                        f"{label}: attribute 'activations'={acts} is not supported yet; {op} supports only the "
-                        f"default {d} (others need engine support in fastrnn's kernels)")
+        self.activations = self._activations(at, label)
+        self.clip = None if at.get("clip") is None else float(at["clip"])
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"{label}: clip must be positive, got {self.clip}")
+        self.input_forget = bool(int(at.get("input_forget", 0)))
+        if self.input_forget and op != "LSTM":
+            raise ValueError(f"{label}: input_forget is an LSTM attribute, got it on {op}")
         self.weights = None      # per direction: dict(w_ih, w_hh, b_ih, b_hh, w_peep, packed)
+
+    def _activations(self, at, label):
+        """Per direction, the `activations` entries for fastrnn.functional: names, or
+        (name, alpha[, beta]) for those that take parameters (ONNX's consumption order)."""
+        n = len(_DEFAULT_ACTS[self.op])
+        names = at.get("activations")
+        if names is None:
+            names = _DEFAULT_ACTS[self.op] * self.D
+        names = [(a.decode() if isinstance(a, bytes) else str(a)) for a in names]
+        if len(names) == n and self.D == 2:
+            names = names * 2
+        if len(names) != n * self.D:
+            raise ValueError(f"{label}: attribute 'activations' must list {n} per direction ({n * self.D} in all), "
+                             f"got {len(names)}: {names}")
+        alphas = iter(float(v) for v in at.get("activation_alpha", ()))
+        betas = iter(float(v) for v in at.get("activation_beta", ()))
+        entries = []
+        for name in names:
+            key = name.lower()
+            if key not in _ACT_PARAMS:
+                raise NotImplementedError(f"{label}: activation {name!r} is not supported; expected one of "
+                                          f"{sorted(_ACT_PARAMS)} (any case)")
+            defaults = _ACT_PARAMS[key]
+            params = [next(it, d) for it, d in zip((alphas, betas), defaults)]
+            entries.append((key, *params) if params else key)
+        return [entries[d * n:(d + 1) * n] for d in range(self.D)]
 
     def convert(self, W, R, B, P, pack):
         op, label = self.op, _node_label(self.node)
@@ -386,16 +403,16 @@ class _Recurrent:
             hd = None if h0 is None else np.ascontiguousarray(h0[d])
             common = dict(reverse=reverse, lengths=lengths, batch_first=batch_first, training=False,
                           packed=w["packed"])
+            common.update(activations=self.activations[d], clip=self.clip)
             if op == "RNN":
-                y, h_n, _ = F.rnn_forward(X, hd, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
-                                          nonlinearity=self.nonlinearity[d], **common)
+                y, h_n, _ = F.rnn_forward(X, hd, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], **common)
             elif op == "GRU":
                 y, h_n, _ = F.gru_forward(X, hd, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
                                           linear_before_reset=self.linear_before_reset, **common)
             else:
                 cd = None if c0 is None else np.ascontiguousarray(c0[d])
                 y, (h_n, c_n), _ = F.lstm_forward(X, (hd, cd), w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
-                                                  w_peep=w["w_peep"], **common)
+                                                  w_peep=w["w_peep"], input_forget=self.input_forget, **common)
                 cs.append(c_n)
             ys.append(y)
             hs.append(h_n)
