@@ -515,7 +515,13 @@ static void FN(run_phase)(const FN(ctx) *c, const FN(phase) *ph, const FN(step) 
     case PH_B_DH: in = c->cell == FR_GRU ? st->dgh : st->dgx; ld = c->GH; break;
     default: break;
     }
-    for (int blk = b0; blk < b1; blk++) {
+    /* Every other step walks the blocks backwards: when the weights stream from
+     * memory each step (few rows) and outgrow the cache, the blocks used last
+     * are still cached when the next step starts on them. Blocks are
+     * independent, so the order changes no result. */
+    const int back = st->t & 1;
+    for (int i = b0; i < b1; i++) {
+        const int blk = back ? b0 + b1 - 1 - i : i;
         const real *wpb = G ? ph->wp + (size_t)blk * K * G * BW : NULL;
         if (c->direct_x && ph == c->ph) FN(project_units)(c, st, blk * BW, BW);
         for (int r0 = 0; r0 < B; r0 += mr) {
