@@ -28,15 +28,18 @@ Tanh, Softmax, LogSoftmax, Cast, and Expand and ConstantOfShape (which
 torch.onnx.export writes for zero initial states). Any other op raises NotImplementedError naming
 its type and its node.
 
-`export(model, path, opset=17)` writes a fastrnn Sequential (or a functional
-Model with one input and one output) as ONNX that onnxruntime runs: Input,
-Embedding (Gather), SimpleRNN/GRU/LSTM (RNN/GRU/LSTM ops, layout 0 between
-Transposes; LSTM peepholes as P; go_backwards as direction reverse),
-Bidirectional (direction bidirectional; merge concat/sum/ave/mul), Dense and
+`export(model, path, opset=17)` writes a fastrnn Sequential or functional Model
+(any number of inputs and outputs) as ONNX that onnxruntime runs: Input,
+Embedding (Gather; mask_zero makes a mask), Masking, SimpleRNN/GRU/LSTM and
+Bidirectional (the RNN/GRU/LSTM operators, layout 0 between Transposes; LSTM
+peepholes as P; go_backwards as direction reverse; merge concat/sum/ave/mul/None;
+initial states as inputs and return_state as outputs), Dense and
 TimeDistributed(Dense) (MatMul, Add, then Relu/Sigmoid/Tanh/Softmax or none),
-Activation, Dropout (Identity). Masks (Embedding(mask_zero=True), Masking),
-initial states, return_state, stateful, LSTM proj_units and any other layer
-raise NotImplementedError naming the layer.
+Activation, Dropout (Identity), Add (Sum) and Concatenate. A recurrent layer
+that receives a mask, or an LSTM with proj_units, becomes a Scan over time whose
+body is the cell (the operators cannot skip masked steps or project): fastrnn's
+own session does not run Scan. stateful layers, Concatenate along the time axis
+of masked inputs and any other layer raise NotImplementedError naming the layer.
 """
 import os
 
@@ -199,6 +202,11 @@ def _constant(onnx, node, at):
                               f"(value, value_float(s), value_int(s) are)")
 
 
+_LOGIC = {"Not": np.logical_not, "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+          "Equal": np.equal, "Greater": np.greater, "Less": np.less, "GreaterOrEqual": np.greater_equal,
+          "LessOrEqual": np.less_equal}
+
+
 def _glue(onnx, node, ins, at, opset):
     """Run one non-recurrent op; returns the list of outputs."""
     op = node.op_type
@@ -239,6 +247,21 @@ def _glue(onnx, node, ins, at, opset):
         return [_gemm(x, ins[1], ins[2] if len(ins) > 2 else None, at)]
     if op == "Add":
         return [np.add(x, ins[1])]
+    if op == "Sum":
+        out = x
+        for other in ins[1:]:
+            out = np.add(out, other)
+        return [out]
+    if op in _LOGIC:
+        return [_LOGIC[op](*ins)]
+    if op == "Where":
+        return [np.where(x, ins[1], ins[2])]
+    if op == "ReduceSum":
+        axes = at.get("axes") if len(ins) < 2 or ins[1] is None else _ints(ins[1])
+        if axes is not None and len(axes) == 0 and int(at.get("noop_with_empty_axes", 0)):
+            return [x]
+        axes = None if axes is None or len(axes) == 0 else tuple(int(a) for a in axes)
+        return [np.sum(x, axis=axes, keepdims=bool(int(at.get("keepdims", 1)))).astype(x.dtype)]
     if op == "Sub":
         return [np.subtract(x, ins[1])]
     if op == "Mul":
@@ -269,7 +292,8 @@ def _glue(onnx, node, ins, at, opset):
 
 _GLUE_OPS = frozenset(("Identity", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "Slice", "Gather",
                        "Shape", "Constant", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid",
-                       "Tanh", "Softmax", "LogSoftmax", "Cast", "Expand", "ConstantOfShape"))
+                       "Tanh", "Softmax", "LogSoftmax", "Cast", "Expand", "ConstantOfShape", "Sum", "Where",
+                       "ReduceSum") + tuple(_LOGIC))
 
 # --------------------------------------------------------------------------- recurrent ops
 
@@ -311,13 +335,23 @@ class _Recurrent:
             raise ValueError(f"{label}: layout must be 0 or 1, got {self.layout}")
         self.hidden_size = at.get("hidden_size")
         self.linear_before_reset = bool(int(at.get("linear_before_reset", 0)))
-        self.activations = self._activations(at, label)
-        self.clip = None if at.get("clip") is None else float(at["clip"])
-        if self.clip is not None and not self.clip > 0:
-            raise ValueError(f"{label}: clip must be positive, got {self.clip}")
-        self.input_forget = bool(int(at.get("input_forget", 0)))
-        if self.input_forget and op != "LSTM":
+        clip = None if at.get("clip") is None else float(at["clip"])
+        if clip is not None and not clip > 0:
+            raise ValueError(f"{label}: clip must be positive, got {clip}")
+        input_forget = bool(int(at.get("input_forget", 0)))
+        if input_forget and op != "LSTM":
             raise ValueError(f"{label}: input_forget is an LSTM attribute, got it on {op}")
+        # per direction, the functional call's keywords for them (none for the defaults: the fast path)
+        self.cell_kwargs = []
+        for acts in self._activations(at, label):
+            kw = {}
+            if op == "RNN" and acts in (["tanh"], ["relu"]) and clip is None:
+                kw["nonlinearity"] = acts[0]
+            elif acts != [a.lower() for a in _DEFAULT_ACTS[op]] or clip is not None:
+                kw.update(activations=acts, clip=clip)
+            if input_forget:
+                kw["input_forget"] = True
+            self.cell_kwargs.append(kw)
         self.weights = None      # per direction: dict(w_ih, w_hh, b_ih, b_hh, w_peep, packed)
 
     def _activations(self, at, label):
@@ -403,7 +437,7 @@ class _Recurrent:
             hd = None if h0 is None else np.ascontiguousarray(h0[d])
             common = dict(reverse=reverse, lengths=lengths, batch_first=batch_first, training=False,
                           packed=w["packed"])
-            common.update(activations=self.activations[d], clip=self.clip)
+            common.update(self.cell_kwargs[d])
             if op == "RNN":
                 y, h_n, _ = F.rnn_forward(X, hd, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], **common)
             elif op == "GRU":
@@ -412,7 +446,7 @@ class _Recurrent:
             else:
                 cd = None if c0 is None else np.ascontiguousarray(c0[d])
                 y, (h_n, c_n), _ = F.lstm_forward(X, (hd, cd), w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
-                                                  w_peep=w["w_peep"], input_forget=self.input_forget, **common)
+                                                  w_peep=w["w_peep"], **common)
                 cs.append(c_n)
             ys.append(y)
             hs.append(h_n)
@@ -669,15 +703,9 @@ class _Exporter:
 
     @staticmethod
     def check_recurrent(layer, who):
-        from ..layers.recurrent import LSTM
         if layer.stateful:
-            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: stateful=True is not supported")
-        if layer.return_state:
-            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: return_state=True is not "
-                                      f"supported")
-        if isinstance(layer, LSTM) and layer.proj_units is not None:
-            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: LSTM proj_units has no ONNX "
-                                      f"equivalent")
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: stateful=True is not supported "
+                                      f"(an ONNX graph keeps no state between runs)")
 
     @staticmethod
     def direction_weights(layer):
@@ -708,10 +736,17 @@ class _Exporter:
             P = np.concatenate([pk[0], pk[2], pk[1]])
         return W, R, B, P
 
-    def recurrent(self, dirs, x, who, merge_mode=None):
-        """dirs: the Keras layers, one (single) or two (Bidirectional: forward, backward)."""
-        for d in dirs:
-            self.check_recurrent(d, who)
+    def zeros_like_rows(self, x, n, who):
+        """A (batch, n) zero tensor, batch taken from x's first dimension."""
+        batch = self.op("Slice", [self.op("Shape", [x], who), self.const("zero", [0], np.int64),
+                                  self.const("one", [1], np.int64)], who)
+        shape = self.op("Concat", [batch, self.const("width", [n], np.int64)], who, axis=0)
+        value = self.onnx.numpy_helper.from_array(np.zeros(1, self.dtype))
+        return self.op("ConstantOfShape", [shape], who, value=value)
+
+    def native(self, dirs, x, who, states):
+        """One ONNX RNN/GRU/LSTM node for the layers (one, or Bidirectional's two).
+        Returns per layer (sequence in time order (B, T, H), last output (B, H), final states)."""
         first = dirs[0]
         fam, H = first._family, first.units
         if len(dirs) == 2:
@@ -731,68 +766,249 @@ class _Exporter:
         D = len(ws)
         ins = [self.op("Transpose", [x], who, perm=[1, 0, 2]),
                self.const(f"{who}/W", np.stack([w[0] for w in ws])),
-               self.const(f"{who}/R", np.stack([w[1] for w in ws]))]
-        ins.append(self.const(f"{who}/B", np.stack([w[2] for w in ws])) if ws[0][2] is not None else "")
+               self.const(f"{who}/R", np.stack([w[1] for w in ws])),
+               self.const(f"{who}/B", np.stack([w[2] for w in ws])) if ws[0][2] is not None else "", "", "", ""]
+        if states is not None:            # per layer [h, (c)] -> ONNX initial_h, initial_c (D, B, H)
+            for k in range(2 if fam == "lstm" else 1):
+                parts = [self.op("Unsqueeze", [states[dirs.index(d)][k], self.const("axis0", [0], np.int64)], who)
+                         for d in onnx_dirs]
+                ins[5 + k] = parts[0] if D == 1 else self.op("Concat", parts, who, axis=0)
         attrs = dict(hidden_size=H, direction=direction)
         if fam == "gru":
             attrs["linear_before_reset"] = int(first.reset_after)
         if fam == "rnn" and first.activation == "relu":
             attrs["activations"] = ["Relu"] * D
         if ws[0][3] is not None:
-            ins += ["", "", "", self.const(f"{who}/P", np.stack([w[3] for w in ws]))]
-        Y, Y_h = self.op(_ONNX_OP[fam], ins, who, n_out=2, **attrs)
+            ins.append(self.const(f"{who}/P", np.stack([w[3] for w in ws])))
+        while ins[-1] == "":
+            ins.pop()
+        outs = self.op(_ONNX_OP[fam], ins, who, n_out=3 if fam == "lstm" else 2, **attrs)
         idx = [self.const("index", np.array(d, np.int64), np.int64) for d in range(D)]
-        if first.return_sequences:
-            # per ONNX direction: Y[:, d] (T, B, H) -> (B, T, H), in input time order
-            seqs = [self.op("Transpose", [self.op("Gather", [Y, idx[d]], who, axis=1)], who, perm=[1, 0, 2])
-                    for d in range(D)]
-            # Keras: a go_backwards layer's sequence is in processing order (reversed);
-            # Bidirectional flips the backward layer's sequence back
-            outs = []
-            for k, layer in enumerate(dirs):
-                s = seqs[onnx_dirs.index(layer)]
-                rev = layer.go_backwards != (k == 1)
-                outs.append(self.reverse_time(s, who) if rev else s)
-        else:
-            outs = [self.op("Gather", [Y_h, idx[onnx_dirs.index(layer)]], who, axis=0) for layer in dirs]
-        if len(outs) == 1:
-            return outs[0]
-        f_out, b_out = outs
-        if merge_mode == "concat":
-            return self.op("Concat", [f_out, b_out], who, axis=-1)
-        if merge_mode == "sum":
-            return self.op("Add", [f_out, b_out], who)
-        if merge_mode == "mul":
-            return self.op("Mul", [f_out, b_out], who)
-        if merge_mode == "ave":
-            return self.op("Mul", [self.op("Add", [f_out, b_out], who), self.const("half", 0.5)], who)
-        raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: merge_mode={merge_mode!r} is not "
-                                  f"supported (concat, sum, ave, mul are)")
+        result = []
+        for layer in dirs:
+            d = idx[onnx_dirs.index(layer)]
+            seq = self.op("Transpose", [self.op("Gather", [outs[0], d], who, axis=1)], who, perm=[1, 0, 2])
+            finals = [self.op("Gather", [s, d], who, axis=0) for s in outs[1:]]
+            result.append((seq, finals[0], finals))
+        return result
 
-    def layer(self, layer, x, who):
-        from ..layers import core, recurrent
+    def scan(self, layer, x, who, mask, states):
+        """A layer as an ONNX Scan over time whose body is the cell, for what the
+        RNN/GRU/LSTM operators cannot express: masks (a masked step keeps the
+        state and gives the last processed output, or zeros with
+        zero_output_for_mask) and LSTM's projection. Returns (sequence in time
+        order, last output, final states) like `native`."""
+        fam, H, P = layer._family, layer.units, layer.output_units
+        p = {k: np.asarray(v) for k, v in layer.params.items()}
+        elem = self.onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
+        n_states = 2 if fam == "lstm" else 1
+        zeros = None
+        if states is None or mask is not None:
+            zeros = {n: self.zeros_like_rows(x, n, who) for n in {P, H}}
+        init = list(states) if states is not None else [zeros[P]] + ([zeros[H]] if fam == "lstm" else [])
+        init.append(zeros[P] if mask is not None else init[0])       # the last output so far
+        outer_nodes, self.nodes = self.nodes, []
+        vi = self.onnx.helper.make_tensor_value_info
+        h, c, o = (self.name(f"{who}/{n}") for n in ("h", "c", "o"))
+        xt, mt = self.name(f"{who}/x_t"), self.name(f"{who}/m_t")
+        state_in = [h, c][:n_states] + [o]
+        body_inputs = [vi(n, elem, None) for n in state_in] + [vi(xt, elem, None)]
+        if mask is not None:
+            body_inputs.append(vi(mt, self.onnx.TensorProto.BOOL, None))
+
+        def W(name, value):
+            return self.const(f"{who}/{name}", value)
+
+        def lin(inp, kernel, bias=None):
+            y = self.op("MatMul", [inp, kernel], who)
+            return y if bias is None else self.op("Add", [y, bias], who)
+
+        def add(*xs):
+            return xs[0] if len(xs) == 1 else self.op("Sum", list(xs), who)
+
+        def mul(a, b):
+            return self.op("Mul", [a, b], who)
+
+        sig = (lambda v: self.op("Sigmoid", [v], who))
+        tanh = (lambda v: self.op("Tanh", [v], who))
+        k, rk = p["kernel"], p["recurrent_kernel"]
+        gates = {"rnn": 1, "gru": 3, "lstm": 4}[fam]
+        kg = [W(f"kernel{g}", k[:, g * H:(g + 1) * H]) for g in range(gates)]
+        rkg = [W(f"recurrent_kernel{g}", rk[:, g * H:(g + 1) * H]) for g in range(gates)]
+        bias = p.get("bias")
+        if fam == "gru" and layer.reset_after and bias is not None:
+            b_in = [W(f"bias_in{g}", bias[0, g * H:(g + 1) * H]) for g in range(3)]
+            b_rec = [W(f"bias_rec{g}", bias[1, g * H:(g + 1) * H]) for g in range(3)]
+        else:
+            b_in = [None if bias is None else W(f"bias{g}", bias[g * H:(g + 1) * H]) for g in range(gates)]
+            b_rec = [None] * gates
+        if fam == "rnn":
+            pre = add(lin(xt, kg[0], b_in[0]), lin(h, rkg[0]))
+            h_new = self.op("Relu" if layer.activation == "relu" else "Tanh", [pre], who)
+            c_new = None
+        elif fam == "gru":                                  # Keras gate order z, r, h
+            z = sig(add(lin(xt, kg[0], b_in[0]), lin(h, rkg[0], b_rec[0])))
+            r = sig(add(lin(xt, kg[1], b_in[1]), lin(h, rkg[1], b_rec[1])))
+            if layer.reset_after:
+                hh = tanh(add(lin(xt, kg[2], b_in[2]), mul(r, lin(h, rkg[2], b_rec[2]))))
+            else:
+                hh = tanh(add(lin(xt, kg[2], b_in[2]), lin(mul(r, h), rkg[2])))
+            one = W("one", np.ones((), self.dtype))
+            h_new = add(mul(z, h), mul(self.op("Sub", [one, z], who), hh))
+            c_new = None
+        else:                                               # Keras gate order i, f, c, o
+            pre = [add(lin(xt, kg[g], b_in[g]), lin(h, rkg[g])) for g in range(4)]
+            if layer.peepholes:
+                pk = p["peephole_kernel"]                   # rows i, f, o
+                pre[0] = add(pre[0], mul(c, W("peep_i", pk[0])))
+                pre[1] = add(pre[1], mul(c, W("peep_f", pk[1])))
+            c_new = add(mul(sig(pre[1]), c), mul(sig(pre[0]), tanh(pre[2])))
+            if layer.peepholes:
+                pre[3] = add(pre[3], mul(c_new, W("peep_o", p["peephole_kernel"][2])))
+            h_new = mul(sig(pre[3]), tanh(c_new))
+            if layer.proj_units is not None:
+                h_new = lin(h_new, W("projection_kernel", p["projection_kernel"]))
+        if mask is None:
+            outs = [h_new] + ([c_new] if c_new is not None else []) + [h_new, h_new]
+        else:
+            m = self.op("Unsqueeze", [mt, self.const("axis1", [1], np.int64)], who)
+            keep = (lambda new, old: self.op("Where", [m, new, old], who))
+            out = keep(h_new, W("zero", np.zeros((), self.dtype)) if layer.zero_output_for_mask else o)
+            outs = [keep(h_new, h)] + ([keep(c_new, c)] if c_new is not None else []) + [out, out]
+        finals = [self.op("Identity", [v], who) for v in outs]       # body outputs: fresh names
+        body_outputs = [vi(n, elem, None) for n in finals]
+        body = self.onnx.helper.make_graph(self.nodes, self.name(f"{who}/cell"), body_inputs, body_outputs)
+        self.nodes = outer_nodes
+        scan_ins = [x] + ([mask] if mask is not None else [])
+        direction = int(layer.go_backwards)
+        res = self.op("Scan", init + scan_ins, who, n_out=n_states + 2, body=body,
+                      num_scan_inputs=len(scan_ins), scan_input_axes=[1] * len(scan_ins),
+                      scan_input_directions=[direction] * len(scan_ins), scan_output_axes=[1])
+        finals_states, last, seq = res[:n_states], res[n_states], res[n_states + 1]
+        if layer.go_backwards:                              # processing order -> time order
+            seq = self.reverse_time(seq, who)
+        return seq, last, finals_states
+
+    def recurrent(self, dirs, x, who, merge_mode=None, mask=None, states=None, bidirectional=False):
+        """dirs: the layers, one (single) or two (Bidirectional: forward, backward).
+        mask: the name of a (B, T) bool mask or None; states: per layer its initial
+        states [h, (c)] or None. Returns the layer call's outputs: output(s) then,
+        with return_state, each layer's final states."""
+        for d in dirs:
+            self.check_recurrent(d, who)
+        first = dirs[0]
+        if mask is None and (first._family != "lstm" or first.proj_units is None):
+            per_layer = self.native(dirs, x, who, states)
+        else:
+            per_layer = [self.scan(d, x, who, mask, None if states is None else states[i])
+                         for i, d in enumerate(dirs)]
+        outs = []
+        for k, (layer, (seq, last, _)) in enumerate(zip(dirs, per_layer)):
+            if first.return_sequences:
+                # Keras: a layer's sequence is in its processing order (reversed when it
+                # goes backwards); Bidirectional then flips its backward layer's
+                outs.append(self.reverse_time(seq, who) if layer.go_backwards != (k == 1) else seq)
+            else:
+                outs.append(last)
+        finals = [s for _, _, fs in per_layer for s in fs] if first.return_state else []
+        if not bidirectional:
+            return outs + finals
+        f_out, b_out = outs
+        if merge_mode is None:
+            return [f_out, b_out] + finals
+        if merge_mode == "concat":
+            merged = self.op("Concat", [f_out, b_out], who, axis=-1)
+        elif merge_mode == "sum":
+            merged = self.op("Add", [f_out, b_out], who)
+        elif merge_mode == "mul":
+            merged = self.op("Mul", [f_out, b_out], who)
+        elif merge_mode == "ave":
+            merged = self.op("Mul", [self.op("Add", [f_out, b_out], who), self.const("half", 0.5)], who)
+        else:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: merge_mode={merge_mode!r} is "
+                                      f"not supported (concat, sum, ave, mul, None are)")
+        return [merged] + finals
+
+    def mask_any(self, x, value, who):
+        """Masking's mask: any(x != value, axis=-1), as bool (B, T)."""
+        neq = self.op("Not", [self.op("Equal", [x, self.const("mask_value", value)], who)], who)
+        count = self.op("ReduceSum", [self.op("Cast", [neq], who, to=self.onnx.TensorProto.FLOAT),
+                                      self.const("last_axis", [-1], np.int64)], who, keepdims=0)
+        return self.op("Greater", [count, self.const("zero_f", 0.0, np.float32)], who)
+
+    def merge_masks(self, layer, rank, masks, who):
+        """The output mask of a merge layer (as fastrnn.layers.merge computes it), or
+        None: the OR of the inputs' masks, or None as soon as one input has none
+        (all valid). Concatenate along time joins the masks: not supported."""
+        from ..layers import merge
+        if all(m is None for m in masks):
+            return None
+        if type(layer) is merge.Concatenate and rank == 3 and layer.axis % rank == 1:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: Concatenate along the time "
+                                      f"axis of masked inputs is not supported")
+        if any(m is None for m in masks):
+            return None
+        return self._or_all(masks, who)
+
+    def _or_all(self, masks, who):
+        out = masks[0]
+        for m in masks[1:]:
+            out = self.op("Or", [out, m], who)
+        return out
+
+    def layer(self, node, ins, masks):
+        """ONNX nodes for one layer call: `ins` the names of its inputs (x first, then
+        initial states), `masks` theirs; returns (output names, output masks)."""
+        from ..layers import core, merge, recurrent
+        layer = node.layer
+        who = layer.name
         t = type(layer)
+        x, mask = ins[0], masks[0]
+        if t in (merge.Add, merge.Concatenate):
+            out_mask = self.merge_masks(layer, len(node.inputs[0].shape), masks, who)
+            if t is merge.Add:
+                out = self.op("Sum", ins, who) if len(ins) > 1 else self.op("Identity", ins, who)
+            else:
+                out = self.op("Concat", ins, who, axis=layer.axis)
+            return [out], [out_mask]
+        if node.in_structure != "single" and not node.n_states:
+            raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r} of type {t.__name__}: a call "
+                                      f"with a list of inputs is not supported")
         if t is core.Dropout:
-            return self.op("Identity", [x], who)
+            return [self.op("Identity", [x], who)], [mask]
         if t is core.Dense:
-            return self.dense(layer, x, who)
+            return [self.dense(layer, x, who)], [mask]
         if t is core.Activation:
-            return self.activation(layer.activation, x, who)
+            return [self.activation(layer.activation, x, who)], [mask]
         if t is core.TimeDistributed and type(layer.layer) is core.Dense:
-            return self.dense(layer.layer, x, who)
+            return [self.dense(layer.layer, x, who)], [mask]
         if t is core.Embedding:
+            out = self.op("Gather", [self.const(f"{who}/embeddings", layer.params["embeddings"]), x], who, axis=0)
+            new_mask = None
             if layer.mask_zero:
-                raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r}: Embedding(mask_zero=True) "
-                                          f"makes a mask; masks are not supported")
-            return self.op("Gather", [self.const(f"{who}/embeddings", layer.params["embeddings"]), x], who, axis=0)
+                new_mask = self.op("Not", [self.op("Equal", [x, self.const("zero_id", 0, np.int64)], who)], who)
+            return [out], [new_mask]
+        if t is core.Masking:
+            keep = self.mask_any(x, layer.mask_value, who)
+            kept = self.op("Unsqueeze", [keep, self.const("axis_last", [-1], np.int64)], who)
+            return [self.op("Where", [kept, x, self.const("zero", 0.0)], who)], [keep]
+        states = list(ins[1:]) if node.n_states else None
         if t in (recurrent.SimpleRNN, recurrent.GRU, recurrent.LSTM):
-            return self.recurrent([layer], x, who)
+            outs = self.recurrent([layer], x, who, mask=mask, states=None if states is None else [states])
+            return outs, [mask if layer.return_sequences else None] + [None] * (len(outs) - 1)
         if t is recurrent.Bidirectional:
-            return self.recurrent([layer.forward_layer, layer.backward_layer], x, who, layer.merge_mode)
+            dirs = [layer.forward_layer, layer.backward_layer]
+            if states is not None:
+                n = len(states) // 2
+                states = [states[:n], states[n:]]
+            outs = self.recurrent(dirs, x, who, layer.merge_mode, mask=mask, states=states, bidirectional=True)
+            n_seq = 2 if layer.merge_mode is None else 1
+            out_mask = mask if layer.return_sequences else None
+            return outs, [out_mask] * n_seq + [None] * (len(outs) - n_seq)
         inner = f"({type(layer.layer).__name__})" if t is core.TimeDistributed else ""
         raise NotImplementedError(f"fastrnn.interop.onnx.export: layer {who!r} of type {t.__name__}{inner} is not "
-                                  f"supported (Input, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Dense, "
-                                  f"TimeDistributed(Dense), Activation, Dropout are)")
+                                  f"supported (Input, Embedding, Masking, SimpleRNN, GRU, LSTM, Bidirectional, "
+                                  f"Dense, TimeDistributed(Dense), Activation, Dropout, Add, Concatenate are)")
 
 
 def _dims(shape):
@@ -801,13 +1017,13 @@ def _dims(shape):
 
 
 def export(model, path=None, opset=17):
-    """Write a fastrnn `Sequential`, or a functional `Model` with one input and one
-    output, as an ONNX model at `path` (a file path or a writable binary file; None:
-    write nothing). Returns the `onnx.ModelProto`.
+    """Write a fastrnn `Sequential` or functional `Model` as an ONNX model at `path`
+    (a file path or a writable binary file; None: write nothing). Returns the
+    `onnx.ModelProto`.
 
-    The ONNX input is batch-first, like the model's: (batch, time, features), or
-    (batch, time) integer ids in front of an Embedding, with symbolic batch and
-    time dimensions. See the module docstring for the layers supported.
+    The ONNX inputs and outputs are the model's, batch-first, with symbolic batch
+    and time dimensions: (batch, time, features), or (batch, time) integer ids in
+    front of an Embedding. See the module docstring for the layers supported.
     """
     onnx = _import_onnx()
     from ..layers import core
@@ -819,45 +1035,29 @@ def export(model, path=None, opset=17):
         raise ValueError(f"export: opset expected an int >= 14, got {opset!r}")
     if not model.built:
         raise ValueError(f"export: {model.name} is not built; build it (or call it on data) first")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise NotImplementedError(f"export: {model.name} has {len(model.inputs)} inputs and "
-                                  f"{len(model.outputs)} outputs; only one input and one output are supported")
-    t_in = model.inputs[0]
     dtypes = [l.dtype for l in model._weighted_layers() if not isinstance(l, InputLayer)]
     dtype = np.dtype(dtypes[0]) if dtypes else np.dtype(np.float32)
     ex = _Exporter(onnx, dtype)
-    in_name = model.input_names[0]
-    # the input's type: ids for an Embedding in front, else the model's float type
-    first_users = [n.layer for n in model._nodes if any(t is t_in for t in n.inputs)]
-    if any(isinstance(l, core.Embedding) for l in first_users):
-        in_dtype = t_in.dtype if t_in.dtype in (np.int32, np.int64) else np.dtype(np.int64)
-    else:
-        in_dtype = dtype
-    names = {id(t_in): in_name}
-    for node in model._nodes:
-        layer = node.layer
-        if node.in_structure != "single" or node.out_structure != "single" or node.n_states:
-            raise NotImplementedError(f"export: layer {layer.name!r} of type {type(layer).__name__}: only calls "
-                                      f"with one input and one output are supported (no initial states, "
-                                      f"return_state, merge layers)")
-        if isinstance(layer, core.Masking):
-            raise NotImplementedError(f"export: layer {layer.name!r} of type Masking makes a mask; masks are "
-                                      f"not supported")
-        x = names[id(node.inputs[0])]
-        names[id(node.outputs[0])] = ex.layer(layer, x, layer.name)
-    out_t = model.outputs[0]
-    out_name = model.output_names[0]
-    last = names[id(out_t)]
-    if last == in_name or not ex.nodes or ex.nodes[-1].output[0] != last:
-        ex.nodes.append(onnx.helper.make_node("Identity", [last], [out_name], name=f"{out_name}/Identity"))
-    else:
-        ex.nodes[-1].output[0] = out_name
     elem = onnx.helper.np_dtype_to_tensor_dtype
-    graph = onnx.helper.make_graph(
-        ex.nodes, model.name,
-        [onnx.helper.make_tensor_value_info(in_name, elem(np.dtype(in_dtype)), _dims(t_in.shape))],
-        [onnx.helper.make_tensor_value_info(out_name, elem(dtype), _dims(out_t.shape))],
-        initializer=ex.inits)
+    names, masks, graph_inputs = {}, {}, []
+    for t_in, in_name in zip(model.inputs, model.input_names):
+        # an input's type: ids for an Embedding, else the model's float type
+        ids = any(isinstance(n.layer, core.Embedding) and n.inputs[0] is t_in for n in model._nodes)
+        in_dtype = (t_in.dtype if t_in.dtype in (np.int32, np.int64) else np.dtype(np.int64)) if ids else dtype
+        names[id(t_in)], masks[id(t_in)] = in_name, None
+        graph_inputs.append(onnx.helper.make_tensor_value_info(in_name, elem(np.dtype(in_dtype)), _dims(t_in.shape)))
+    for node in model._nodes:
+        outs, out_masks = ex.layer(node, [names[id(t)] for t in node.inputs], [masks[id(t)] for t in node.inputs])
+        if len(outs) != len(node.outputs):
+            raise RuntimeError(f"export: layer {node.layer.name!r} gave {len(outs)} ONNX outputs for "
+                               f"{len(node.outputs)} tensors")
+        for t, o, m in zip(node.outputs, outs, out_masks):
+            names[id(t)], masks[id(t)] = o, m
+    graph_outputs = []
+    for out_t, out_name in zip(model.outputs, model.output_names):
+        ex.nodes.append(onnx.helper.make_node("Identity", [names[id(out_t)]], [out_name], name=f"{out_name}/Identity"))
+        graph_outputs.append(onnx.helper.make_tensor_value_info(out_name, elem(dtype), _dims(out_t.shape)))
+    graph = onnx.helper.make_graph(ex.nodes, model.name, graph_inputs, graph_outputs, initializer=ex.inits)
     opsets = [onnx.helper.make_opsetid("", opset)]
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="fastrnn")
     proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)   # the oldest that fits: runtimes accept it
