@@ -521,3 +521,31 @@ def test_gru_linear_before_reset_is_honoured():
     assert np.abs(y0 - y1).max() > 1e-3
     np.testing.assert_allclose(y0, _ort_run(m0, feeds, ["Y"])[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y1, _ort_run(m1, feeds, ["Y"])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("in_dir,out_dir,in_axis,out_axis", [(0, 0, 0, 0), (1, 0, 1, 1), (0, 1, 1, 0), (1, 1, 0, 1)])
+def test_scan_matches_onnxruntime(in_dir, out_dir, in_axis, out_axis):
+    """Scan with a running state and two scan outputs, any axes and directions,
+    the body reading a value from the outer graph."""
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_sum"]),
+         helper.make_node("Mul", ["s_sum", "scale"], ["s_out"]),
+         helper.make_node("Tanh", ["s_out"], ["y_t"]),
+         helper.make_node("Identity", ["x_t"], ["x_copy"])],
+        "body", [_vi("s_in", f, None), _vi("x_t", f, None)],
+        [_vi("s_out", f, None), _vi("y_t", f, None), _vi("x_copy", f, None)])
+    node = helper.make_node("Scan", ["s0", "X"], ["s_n", "Y", "Xc"], name="scan", body=body, num_scan_inputs=1,
+                            scan_input_axes=[in_axis], scan_input_directions=[in_dir],
+                            scan_output_axes=[out_axis, out_axis], scan_output_directions=[out_dir, out_dir])
+    x = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)
+    s0 = np.zeros((3, 4) if in_axis == 0 else (5, 4), np.float32)
+    model = _model([node], [_vi("s0", f, list(s0.shape)), _vi("X", f, [5, 3, 4])],
+                   [_vi("s_n", f, None), _vi("Y", f, None), _vi("Xc", f, None)],
+                   [numpy_helper.from_array(np.float32(0.7).reshape(()), "scale")])
+    feeds = {"s0": s0, "X": x}
+    want = _ort_run(model, feeds)
+    got = InferenceSession(model).run(None, feeds)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)

@@ -25,7 +25,8 @@ fast path; others, `clip` and `input_forget` on their generic one.
 Glue ops: Transpose, Squeeze, Unsqueeze, Reshape, Concat, Slice, Gather,
 Shape, Constant, Identity, MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid,
 Tanh, Softmax, LogSoftmax, Cast, and Expand and ConstantOfShape (which
-torch.onnx.export writes for zero initial states). Any other op raises NotImplementedError naming
+torch.onnx.export writes for zero initial states), Sum, Where, ReduceSum, the
+logic ops (Not, And, Or, Xor, Equal, Greater, Less, ...) and Scan. Any other op raises NotImplementedError naming
 its type and its node.
 
 `export(model, path, opset=17)` writes a fastrnn Sequential or functional Model
@@ -37,8 +38,8 @@ initial states as inputs and return_state as outputs), Dense and
 TimeDistributed(Dense) (MatMul, Add, then Relu/Sigmoid/Tanh/Softmax or none),
 Activation, Dropout (Identity), Add (Sum) and Concatenate. A recurrent layer
 that receives a mask, or an LSTM with proj_units, becomes a Scan over time whose
-body is the cell (the operators cannot skip masked steps or project): fastrnn's
-own session does not run Scan. stateful layers, Concatenate along the time axis
+body is the cell (the operators cannot skip masked steps or project); fastrnn's
+session runs Scan too (its steps in Python). stateful layers, Concatenate along the time axis
 of masked inputs and any other layer raise NotImplementedError naming the layer.
 """
 import os
@@ -496,13 +497,67 @@ class InferenceSession:
         for o in model.opset_import:
             if o.domain in ("", "ai.onnx"):
                 self._opset = int(o.version)
-        self._consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-        self._inputs = [_value_info_arg(onnx, vi) for vi in graph.input if vi.name not in self._consts]
+        self._graph = _Graph(onnx, graph, self._opset)
+        consts = self._graph.consts
+        self._inputs = [_value_info_arg(onnx, vi) for vi in graph.input if vi.name not in consts]
         self._outputs = [_value_info_arg(onnx, vi) for vi in graph.output]
         self._input_types = {a.name: a.type for a in self._inputs}
-        self._nodes = self._toposort(graph)
-        self._prepared = {}
-        for i, node in enumerate(self._nodes):
+
+    def get_inputs(self):
+        return list(self._inputs)
+
+    def get_outputs(self):
+        return list(self._outputs)
+
+    def get_modelmeta(self):
+        return self._model.metadata_props
+
+    def get_providers(self):
+        return ["FastrnnCPU"]
+
+    def run(self, output_names, input_feed, run_options=None):
+        """Outputs named in `output_names` (None or []: all), in that order, for the feeds `{name: array}`."""
+        names = [o.name for o in self._outputs] if not output_names else list(output_names)
+        env = dict(self._graph.consts)
+        known = set(self._input_types) | set(env)
+        for name, value in input_feed.items():
+            if name not in known:
+                raise ValueError(f"input {name!r} is not an input of the model; inputs: {sorted(self._input_types)}")
+            arr = np.asarray(value)
+            want = self._input_types.get(name)
+            if want is not None and want.startswith("tensor("):
+                have = f"tensor({self._type_name(arr.dtype)})"
+                if have != want:
+                    raise TypeError(f"input {name!r}: expected {want}, got {have}")
+            env[name] = arr
+        needed = self._graph.needed(names)
+        missing = [n for n in self._input_types if n not in env and n in needed]
+        if missing:
+            raise ValueError(f"missing inputs: {missing}")
+        self._graph.execute(env, needed, fed=input_feed)
+        result = []
+        for n in names:
+            if n not in env:
+                raise ValueError(f"output {n!r} is not produced by the model")
+            result.append(env[n])
+        return result
+
+    def _type_name(self, dtype):
+        onnx = self._onnx
+        return onnx.TensorProto.DataType.Name(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))).lower()
+
+
+class _Graph:
+    """One graph's nodes (the model's, or a Scan body's), in topological order,
+    each checked and prepared once: recurrent nodes with their weights converted
+    and packed when they are this graph's initializers, Scan nodes with their body."""
+
+    def __init__(self, onnx, graph, opset):
+        self.onnx, self.opset = onnx, opset
+        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.nodes = self._toposort(graph)
+        self.prepared = []
+        for node in self.nodes:
             if node.domain not in ("", "ai.onnx"):
                 raise NotImplementedError(f"fastrnn.interop.onnx: op {node.domain}.{node.op_type!r} is not "
                                           f"supported ({_node_label(node)})")
@@ -511,17 +566,27 @@ class InferenceSession:
                 rec = _Recurrent(node, at)
                 names = list(node.input) + [""] * 8
                 w_names = [names[1], names[2], names[3], names[7] if node.op_type == "LSTM" else ""]
-                if all(n == "" or n in self._consts for n in w_names):
-                    W, R, B, P = (self._consts[n] if n else None for n in w_names)
+                if all(n == "" or n in self.consts for n in w_names):
+                    W, R, B, P = (self.consts[n] if n else None for n in w_names)
                     rec.weights = rec.convert(W, R, B, P, pack=True)
-                self._prepared[i] = (rec, at)
+                self.prepared.append((rec, at))
+            elif node.op_type == "Scan":
+                self.prepared.append((_Scan(onnx, node, at, opset), at))
             elif node.op_type in _GLUE_OPS:
                 if node.op_type == "Constant":
                     at = dict(at, _value=_constant(onnx, node, at))
-                self._prepared[i] = (None, at)
+                self.prepared.append((None, at))
             else:
                 raise NotImplementedError(f"fastrnn.interop.onnx: op {node.op_type!r} is not supported "
                                           f"({_node_label(node)})")
+        inner = {n for node in graph.node for n in node.output} | {vi.name for vi in graph.input} | set(self.consts)
+        # the names this graph reads from an enclosing graph (a Scan body's outer scope)
+        self.free = {n for node, (op, _) in zip(self.nodes, self.prepared) for n in self._reads(node, op)
+                     if n and n not in inner}
+
+    @staticmethod
+    def _reads(node, op):
+        return list(node.input) + (sorted(op.body.free) if isinstance(op, _Scan) else [])
 
     @staticmethod
     def _toposort(graph):
@@ -556,42 +621,31 @@ class InferenceSession:
                 visit(i)
         return order
 
-    def get_inputs(self):
-        return list(self._inputs)
-
-    def get_outputs(self):
-        return list(self._outputs)
-
-    def get_modelmeta(self):
-        return self._model.metadata_props
-
-    def get_providers(self):
-        return ["FastrnnCPU"]
-
-    def run(self, output_names, input_feed, run_options=None):
-        """Outputs named in `output_names` (None or []: all), in that order, for the feeds `{name: array}`."""
-        names = [o.name for o in self._outputs] if not output_names else list(output_names)
-        env = dict(self._consts)
-        known = set(self._input_types) | set(self._consts)
-        for name, value in input_feed.items():
-            if name not in known:
-                raise ValueError(f"input {name!r} is not an input of the model; inputs: {sorted(self._input_types)}")
-            arr = np.asarray(value)
-            want = self._input_types.get(name)
-            if want is not None and want.startswith("tensor("):
-                have = f"tensor({self._type_name(arr.dtype)})"
-                if have != want:
-                    raise TypeError(f"input {name!r}: expected {want}, got {have}")
-            env[name] = arr
-        missing = [n for n in self._input_types if n not in env]
-        needed = self._needed(names)
-        missing = [n for n in missing if n in needed]
-        if missing:
-            raise ValueError(f"missing inputs: {missing}")
-        for i, node in enumerate(self._nodes):
-            if not any(o in needed for o in node.output):
+    def needed(self, outputs):
+        """The names that computing `outputs` needs (None: everything)."""
+        producers = {}
+        for node, (op, _) in zip(self.nodes, self.prepared):
+            for o in node.output:
+                if o:
+                    producers[o] = (node, op)
+        needed, stack = set(), list(outputs)
+        while stack:
+            n = stack.pop()
+            if n in needed:
                 continue
-            rec, at = self._prepared[i]
+            needed.add(n)
+            found = producers.get(n)
+            if found is not None:
+                node, op = found
+                stack.extend(i for i in self._reads(node, op) if i)
+                needed.update(o for o in node.output if o)
+        return needed
+
+    def execute(self, env, needed=None, fed=()):
+        """Run the nodes whose outputs are `needed` (None: all), reading and writing `env`."""
+        for node, (op, at) in zip(self.nodes, self.prepared):
+            if needed is not None and not any(o in needed for o in node.output):
+                continue
             ins = []
             for n in node.input:
                 if n == "":
@@ -600,52 +654,78 @@ class InferenceSession:
                     ins.append(env[n])
                 else:
                     raise ValueError(f"{_node_label(node)}: input {n!r} is not available")
-            if rec is not None:
-                weights = rec.weights
-                if weights is None or any(n in input_feed for n in self._weight_names(node)):
+            if isinstance(op, _Recurrent):
+                weights = op.weights
+                if weights is None or any(n in fed for n in self._weight_names(node)):
                     g = (lambda k: ins[k] if len(ins) > k else None)
-                    weights = rec.convert(g(1), g(2), g(3), g(7) if node.op_type == "LSTM" else None, pack=False)
-                outs = rec.run(ins, weights)
+                    weights = op.convert(g(1), g(2), g(3), g(7) if node.op_type == "LSTM" else None, pack=False)
+                outs = op.run(ins, weights)
+            elif isinstance(op, _Scan):
+                outs = op.run(ins, env)
             elif node.op_type == "Constant":
                 outs = [at["_value"]]
             else:
-                outs = _glue(self._onnx, node, ins, at, self._opset)
+                outs = _glue(self.onnx, node, ins, at, self.opset)
             for name, value in zip(node.output, outs):
                 if name:
                     env[name] = value
-        result = []
-        for n in names:
-            if n not in env:
-                raise ValueError(f"output {n!r} is not produced by the model")
-            result.append(env[n])
-        return result
 
     @staticmethod
     def _weight_names(node):
         names = list(node.input) + [""] * 8
         return [n for n in (names[1], names[2], names[3], names[7]) if n]
 
-    def _type_name(self, dtype):
-        onnx = self._onnx
-        return onnx.TensorProto.DataType.Name(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))).lower()
 
-    def _needed(self, outputs):
-        producers = {}
-        for node in self._nodes:
-            for o in node.output:
-                if o:
-                    producers[o] = node
-        needed, stack = set(), list(outputs)
-        while stack:
-            n = stack.pop()
-            if n in needed:
-                continue
-            needed.add(n)
-            node = producers.get(n)
-            if node is not None:
-                stack.extend(i for i in node.input if i)
-                needed.update(o for o in node.output if o)
-        return needed
+class _Scan:
+    """ONNX's Scan (opset 9 and later): the body runs once per step over slices of
+    the scan inputs, carrying the state variables. Steps run in Python, one body
+    graph each: meant for the small cells fastrnn's own export writes."""
+
+    def __init__(self, onnx, node, at, opset):
+        self.node = node
+        label = _node_label(node)
+        if opset < 9:
+            raise NotImplementedError(f"{label}: Scan before opset 9 (with sequence_lens) is not supported")
+        self.body = _Graph(onnx, at["body"], opset)
+        self.body_in = [vi.name for vi in at["body"].input]
+        self.body_out = [vi.name for vi in at["body"].output]
+        self.m = int(at["num_scan_inputs"])
+        self.n = len(node.input) - self.m
+        if self.n < 0 or len(self.body_in) != len(node.input) or len(self.body_out) < self.n:
+            raise ValueError(f"{label}: the body's {len(self.body_in)} inputs and {len(self.body_out)} outputs do "
+                             f"not fit {len(node.input)} inputs with num_scan_inputs={self.m}")
+        self.k = len(self.body_out) - self.n
+        self.in_axes = list(at.get("scan_input_axes", [0] * self.m))
+        self.in_dirs = list(at.get("scan_input_directions", [0] * self.m))
+        self.out_axes = list(at.get("scan_output_axes", [0] * self.k))
+        self.out_dirs = list(at.get("scan_output_directions", [0] * self.k))
+        if not (len(self.in_axes) == len(self.in_dirs) == self.m and len(self.out_axes) == len(self.out_dirs) == self.k):
+            raise ValueError(f"{label}: scan axes and directions must list one entry per scan input and output")
+
+    def run(self, ins, outer):
+        label = _node_label(self.node)
+        states, scans = list(ins[:self.n]), ins[self.n:]
+        scans = [np.moveaxis(np.asarray(x), a % max(np.ndim(x), 1), 0) for x, a in zip(scans, self.in_axes)]
+        steps = {x.shape[0] for x in scans}
+        if len(steps) != 1:
+            raise ValueError(f"{label}: scan inputs of different lengths {sorted(steps)}")
+        T = steps.pop()
+        per_step = [[] for _ in range(self.k)]
+        for t in range(T):
+            env = dict(outer)
+            env.update(self.body.consts)
+            env.update(zip(self.body_in, states + [x[T - 1 - t if d else t] for x, d in zip(scans, self.in_dirs)]))
+            self.body.execute(env)
+            states = [env[n] for n in self.body_out[:self.n]]
+            for j, n in enumerate(self.body_out[self.n:]):
+                per_step[j].append(env[n])
+        outs = []
+        for j, (vals, a, d) in enumerate(zip(per_step, self.out_axes, self.out_dirs)):
+            if not vals:
+                raise ValueError(f"{label}: a Scan of zero steps has no shape for its scan outputs")
+            stacked = np.stack(vals[::-1] if d else vals)
+            outs.append(np.moveaxis(stacked, 0, a % stacked.ndim))
+        return states + outs
 
 
 # --------------------------------------------------------------------------- export
