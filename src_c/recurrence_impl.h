@@ -357,7 +357,7 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         if (!act) { ST(dg, zero); return; }
         V d = LD(st->dh + (size_t)b * P + n0) + DY();
         V h = LD(st->h_new + (size_t)b * P + n0);
-        V dpre = c->cell == FR_RNN_TANH ? d * FN(vone_minus_sq)(h) : FN(vsel)(h > 0, d, zero);
+        V dpre = d * (c->cell == FR_RNN_TANH ? FN(vone_minus_sq)(h) : FN(vsel)(h > 0, FN(vsplat)(1), zero));
         ST(dg, dpre);
         return;
     }

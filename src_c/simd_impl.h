@@ -111,7 +111,17 @@ static inline V FN(vrecip)(V d)
 #endif
 }
 
-static inline V FN(vsigmoid)(V x) { return FN(vrecip)(1 + FN(vexp)(-x)); }
+/* 1 / (1 + e^-x); exactly 0 where e^-x overflows (vexp clamps there, which would
+ * leave a tiny positive value: sigmoid(-inf) must be 0, as 0 * inf must stay NaN). */
+static inline V FN(vsigmoid)(V x)
+{
+#if FR_IS_F64
+    const real lim = -709.0;
+#else
+    const real lim = -88.0f;
+#endif
+    return FN(vsel)(x < lim, FN(vsplat)(0), FN(vrecip)(1 + FN(vexp)(-x)));
+}
 
 /* tanh(x) = sign(x) * -m / (2 + m), m = expm1(-2|x|): no cancellation near 0. */
 static inline V FN(vtanh)(V x)
