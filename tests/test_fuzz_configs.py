@@ -270,8 +270,9 @@ def test_nan_in_fit_data_shows_in_the_loss(where):
     (x if where == "x" else y)[3, 0] = np.nan
     hist = m.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert np.isnan(hist.history["loss"][0]), hist.history
-    assert np.isnan(m.evaluate(x, y, verbose=0)) if np.ndim(m.evaluate(x, y, verbose=0)) == 0 \
-        else np.isnan(m.evaluate(x, y, verbose=0)[0])
+    result = m.evaluate(x, y, verbose=0)
+    assert np.isnan(result[0] if isinstance(result, (list, tuple)) else result), result
+    assert np.isnan(m.predict(x, verbose=0)).any() == (where == "x")
 
 
 # ---------------------------------------------------------------------------
