@@ -803,7 +803,8 @@ def test_nonfinite_values_propagate_like_the_reference(variant, special, where, 
 
 @pytest.mark.xfail(strict=True, reason="kernel bug (src_c): the backward's big GEMMs (dW_ih = dG^T X, dX = dG W_ih) "
                    "run over every (t, b) row, padded ones included, so 0 * NaN of a padded step's x becomes NaN in "
-                   "dw_ih; the reference (the spec) never touches padded steps")
+                   "dw_ih (and a NaN in w_ih becomes NaN in the padded rows of dx); the reference (the spec) never "
+                   "touches padded steps. Same with step_mask")
 def test_nan_in_a_padded_step_reaches_no_gradient():
     """Steps past a sample's length are not processed: a NaN there must not leak
     into y, the states or any gradient (not even as 0 * NaN)."""
