@@ -44,7 +44,7 @@ BYTE_BATCHES = ("bytes-0", "bytes-1")
 def seed_models():
     """name -> (ModelProto, feeds)."""
     from onnx import TensorProto, helper, numpy_helper
-    from test_interop_onnx import B, H, _model, build_rnn  # noqa: F401 - the shared builders
+    from test_interop_onnx import B, H, build_rnn      # the shared builders
     out = {}
     out["rnn_relu"] = build_rnn("RNN", acts=["Relu"], seq_lens=True)[:2]
     out["gru"] = build_rnn("GRU", lbr=1, initial=True)[:2]
