@@ -44,7 +44,10 @@ def class_and_config(config, who="config", error=TypeError):
     None is {}); `error` naming `who` for anything else."""
     if not isinstance(config, dict) or "class_name" not in config:
         raise error(f"{who}: expected a dict with 'class_name' and 'config', got {config!r}")
-    return config["class_name"], config.get("config") or {}
+    cfg = config.get("config") or {}
+    if not isinstance(cfg, dict):
+        raise error(f"{who}: expected 'config' to be a dict, got {type(cfg).__name__} {cfg!r}")
+    return config["class_name"], cfg
 
 
 def build(cls, class_name, config, **extra):

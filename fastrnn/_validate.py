@@ -167,6 +167,8 @@ def _weights(cell, G, I, dtype, w_ih, w_hh, w_hr):
         raise ValueError(f"w_ih: expected shape (G*H, {I}) (G*H, I) with G={G} and H >= 1, "
                          f"got {_shape_str(w_ih.shape)}")
     H = w_ih.shape[0] // G
+    if w_ih.shape[0] > INT_MAX or I > INT_MAX:    # before any copy: a broadcast view may be huge
+        raise ValueError(f"w_ih: expected G*H and I each at most {INT_MAX}, got G*H={w_ih.shape[0]}, I={I}")
     if w_hr is not None:
         if cell != "lstm":
             raise ValueError(f"w_hr: expected None (projection is LSTM-only), got an array for {cell}")
@@ -175,6 +177,8 @@ def _weights(cell, G, I, dtype, w_ih, w_hh, w_hr):
             raise ValueError(f"w_hr: expected shape (P, {H}) (P, H) with P >= 1, "
                              f"got {_shape_str(w_hr.shape)}")
         P = w_hr.shape[0]
+        if P > INT_MAX:
+            raise ValueError(f"w_hr: expected P at most {INT_MAX}, got P={P}")
         w_hr = np.ascontiguousarray(w_hr)
     else:
         P = H

@@ -23,7 +23,6 @@ layout or dtype conversion was needed), as PyTorch's autograd does: change x
 or the weights in place between forward and backward and the gradients use
 the new values.
 """
-import copy
 import math
 
 import numpy as np
@@ -148,30 +147,9 @@ def _forward(a, packed=None):
     return y, h_n, c_n, cache
 
 
-def _skipped(a):
-    """(T, B) bool: the steps a sample does not process (past its length or off in
-    the step mask), or None when there are none."""
-    if a.lengths is None and a.step_mask is None:
-        return None
-    active = np.ones((a.T, a.B), bool)
-    if a.lengths is not None:
-        active &= np.arange(a.T)[:, None] < a.lengths[None, :]
-    if a.step_mask is not None:
-        active &= a.step_mask.view(bool)
-    return None if active.all() else ~active
-
-
 def _backward(cell, dy, final_grads, cache):
     dy, dstate = V.start_backward(cache, cell, dy, final_grads, Cache)
     a = cache.args
-    skipped = _skipped(a)
-    kernel_args = a
-    if skipped is not None and not np.isfinite(a.x[skipped]).all():
-        # the weight-gradient GEMM runs over every (t, b) row: a skipped row's zero
-        # gradient times a NaN or Inf of its x would still reach dw_ih
-        kernel_args = copy.copy(a)
-        kernel_args.x = a.x.copy()
-        kernel_args.x[skipped] = 0
     dt, G, H = a.dtype, a.G, a.H
     grads = {
         "x": _empty((a.T, a.B, a.I), dt),
@@ -190,14 +168,12 @@ def _backward(cell, dy, final_grads, cache):
     b_ih, b_hh = _biases(a)
     n_threads = _threads.for_call(_threads.resolve(a.num_threads))
     with _threads.Timed(n_threads) as timed:
-        timed.used = _engine.backward(kernel_args, n_threads, b_ih, b_hh, *cache.saved.values(),
+        timed.used = _engine.backward(a, n_threads, b_ih, b_hh, *cache.saved.values(),
                                       dy, dstate[0], dstate[1] if cell == "lstm" else None,
                                       grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
                                       grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
     cache.used = True
     cache.saved = None          # release the saved arrays; the cache is spent
-    if skipped is not None:     # exactly 0 there, even where w_ih holds NaN or Inf (0 * NaN)
-        grads["x"][skipped] = 0
     if a.batch_first:
         grads["x"] = grads["x"].transpose(1, 0, 2)
     if a.b_ih is None:

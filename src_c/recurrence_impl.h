@@ -836,6 +836,41 @@ static int FN(forward)(const fr_seq *args)
     return FR_OK;
 }
 
+/* Does a skipped (t, b) row of `rows` ((T*B) rows of w elements, row stride ld, by
+ * time) hold a NaN or Inf? */
+static int FN(skipped_nonfinite)(const fr_seq *a, const real *rows, long ld, int w)
+{
+    for (int t = 0; t < a->T; t++)
+        for (int b = 0; b < a->B; b++) {
+            if (FN(active)(a, t, b)) continue;
+            const real *r = rows + ((size_t)t * a->B + b) * ld;
+            for (int k = 0; k < w; k++)
+                if (!isfinite(r[k])) return 1;
+        }
+    return 0;
+}
+
+/* The hoisted products run over every (t, b) row; a skipped row's gradient is 0,
+ * but 0 times a NaN or Inf in its operand row is not. An operand with such a row
+ * is replaced by a dense copy (T*B rows of w) whose skipped rows are 0: the rare
+ * case pays, the usual one reads the operand as it is. Returns the operand to use
+ * (*ld updated), or NULL when out of memory. */
+static const real *FN(skip_rows)(const fr_seq *a, const real *rows, long *ld, int w, real **owned)
+{
+    if ((!a->lengths && !a->step_mask) || !FN(skipped_nonfinite)(a, rows, *ld, w)) return rows;
+    real *copy = (real *)fr_aligned_alloc((size_t)a->T * a->B * w * sizeof(real) + 64);
+    if (!copy) return NULL;
+    for (int t = 0; t < a->T; t++)
+        for (int b = 0; b < a->B; b++) {
+            size_t m = (size_t)t * a->B + b;
+            if (FN(active)(a, t, b)) memcpy(copy + m * w, rows + m * *ld, (size_t)w * sizeof(real));
+            else memset(copy + m * w, 0, (size_t)w * sizeof(real));
+        }
+    *owned = copy;
+    *ld = w;
+    return copy;
+}
+
 static int FN(backward)(const fr_seq *a)
 {
     FN(ctx) c;
@@ -917,31 +952,56 @@ static int FN(backward)(const fr_seq *a)
                 hm_all[m * P + k] = h_prev_all[m * P + k] * c.rmask[(m % B) * P + k];
         h_prev_all = hm_all;
     }
-    int rc = FN(gemm)((real *)a->dx, I, c.dgx, GH, 1, (const real *)a->w_ih, I, 1, M, I, GH, 0, nth);
-    if (!rc) rc = FN(gemm)((real *)a->dw_ih, I, c.dgx, 1, GH, x, I, 1, GH, I, M, 0, nth);
-    if (!rc && a->cell == FR_GRU && !a->lbr) {
-        /* rows r, z see h_prev; rows n see r*h_prev, saved in gate slot 3 */
-        rc = FN(gemm)((real *)a->dw_hh, P, c.dgx, 1, GH, h_prev_all, P, 1, 2 * H, P, M, 0, nth);
+    /* operands whose skipped rows hold NaN/Inf are read from zeroed copies (skip_rows) */
+    const int gru_rh = a->cell == FR_GRU && !a->lbr;
+    real *owned[6] = {0};
+    long ld_x = I, ld_h = P, ld_rh = 4 * H, ld_m = H, ld_cp = H, ld_cn = H;
+    const real *rh = gru_rh ? (const real *)a->gates + 3 * H : NULL;    /* r*h_prev, gate slot 3 */
+    const real *m_all = c.proj ? (const real *)a->proj_in : NULL;
+    const real *cells = (const real *)a->cells;
+    const real *c_prev_all = c.peep ? (a->reverse ? cells + (size_t)B * H : cells) : NULL;
+    const real *c_new_all = c.peep ? (a->reverse ? cells : cells + (size_t)B * H) : NULL;
+    int rc = FR_OK;
+    if (!(x = FN(skip_rows)(a, x, &ld_x, I, &owned[0])) ||
+        !(h_prev_all = FN(skip_rows)(a, h_prev_all, &ld_h, P, &owned[1])) ||
+        (rh && !(rh = FN(skip_rows)(a, rh, &ld_rh, H, &owned[2]))) ||
+        (m_all && !(m_all = FN(skip_rows)(a, m_all, &ld_m, H, &owned[3]))) ||
+        (c_prev_all && !(c_prev_all = FN(skip_rows)(a, c_prev_all, &ld_cp, H, &owned[4]))) ||
+        (c_new_all && !(c_new_all = FN(skip_rows)(a, c_new_all, &ld_cn, H, &owned[5]))))
+        rc = FR_ENOMEM;
+    if (!rc) rc = FN(gemm)((real *)a->dx, I, c.dgx, GH, 1, (const real *)a->w_ih, I, 1, M, I, GH, 0, nth);
+    if (!rc) rc = FN(gemm)((real *)a->dw_ih, I, c.dgx, 1, GH, x, ld_x, 1, GH, I, M, 0, nth);
+    if (!rc && gru_rh) {
+        /* rows r, z see h_prev; rows n see r*h_prev */
+        rc = FN(gemm)((real *)a->dw_hh, P, c.dgx, 1, GH, h_prev_all, ld_h, 1, 2 * H, P, M, 0, nth);
         if (!rc) rc = FN(gemm)((real *)a->dw_hh + (size_t)2 * H * P, P, c.dgx + 2 * H, 1, GH,
-                               (const real *)a->gates + 3 * H, 4 * H, 1, H, P, M, 0, nth);
+                               rh, ld_rh, 1, H, P, M, 0, nth);
     } else if (!rc) {
-        rc = FN(gemm)((real *)a->dw_hh, P, c.dgh, 1, GH, h_prev_all, P, 1, GH, P, M, 0, nth);
+        rc = FN(gemm)((real *)a->dw_hh, P, c.dgh, 1, GH, h_prev_all, ld_h, 1, GH, P, M, 0, nth);
     }
     if (!rc && c.proj)
-        rc = FN(gemm)((real *)a->dw_hr, H, c.dhs, 1, P, (const real *)a->proj_in, H, 1, P, H, M, 0, nth);
-    if (rc) { fr_aligned_free(work); return rc; }
+        rc = FN(gemm)((real *)a->dw_hr, H, c.dhs, 1, P, m_all, ld_m, 1, P, H, M, 0, nth);
+    if (!rc && (a->lengths || a->step_mask)) {
+        /* a skipped row of dx is 0, even where w_ih holds NaN or Inf */
+        for (int t = 0; t < T_; t++)
+            for (int b = 0; b < B; b++)
+                if (!FN(active)(a, t, b)) memset((real *)a->dx + ((size_t)t * B + b) * I, 0, (size_t)I * sizeof(real));
+    }
+    if (rc) {
+        for (int i = 0; i < 6; i++) fr_aligned_free(owned[i]);
+        fr_aligned_free(work);
+        return rc;
+    }
     FN(colsum)((real *)a->db_ih, c.dgx, GH, NULL, 0, M, GH, 0, nth);
     if (c.dgh != c.dgx) FN(colsum)((real *)a->db_hh, c.dgh, GH, NULL, 0, M, GH, 0, nth);
     else memcpy(a->db_hh, a->db_ih, (size_t)GH * sizeof(real));     /* both biases add to the same sums */
     if (c.peep) {
-        const real *cells = (const real *)a->cells;
-        const real *c_prev_all = a->reverse ? cells + (size_t)B * H : cells;
-        const real *c_new_all = a->reverse ? cells : cells + (size_t)B * H;
         real *dp = (real *)a->dw_peep;
-        FN(colsum)(dp, c.dgx, GH, c_prev_all, H, M, H, 0, nth);
-        FN(colsum)(dp + H, c.dgx + H, GH, c_prev_all, H, M, H, 0, nth);
-        FN(colsum)(dp + 2 * H, c.dgx + 3 * H, GH, c_new_all, H, M, H, 0, nth);
+        FN(colsum)(dp, c.dgx, GH, c_prev_all, ld_cp, M, H, 0, nth);
+        FN(colsum)(dp + H, c.dgx + H, GH, c_prev_all, ld_cp, M, H, 0, nth);
+        FN(colsum)(dp + 2 * H, c.dgx + 3 * H, GH, c_new_all, ld_cn, M, H, 0, nth);
     }
+    for (int i = 0; i < 6; i++) fr_aligned_free(owned[i]);
     fr_aligned_free(work);
     return FR_OK;
 }

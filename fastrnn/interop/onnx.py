@@ -93,6 +93,15 @@ def _value_info_arg(onnx, vi):
     return NodeArg(vi.name, shape, type_str)
 
 
+def _tensor_array(onnx, t):
+    """An initializer as an array; a tensor whose type or data is malformed raises ValueError naming it."""
+    try:
+        return onnx.numpy_helper.to_array(t)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"initializer {t.name!r}: cannot read a tensor of data_type {t.data_type} and dims "
+                         f"{list(t.dims)} ({type(e).__name__}: {e})") from None
+
+
 def _node_label(node):
     return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node (unnamed, outputs {list(node.output)})"
 
@@ -137,6 +146,8 @@ def _softmax_op(x, at, opset, log):
 
 def _div(a, b):
     if np.issubdtype(a.dtype, np.integer):
+        if np.any(b == 0):
+            raise ValueError("integer division by zero")
         q = np.abs(a) // np.abs(b)
         return (q * (np.sign(a) * np.sign(b))).astype(np.result_type(a, b))
     return a / b
@@ -144,6 +155,8 @@ def _div(a, b):
 
 def _reshape(x, shape, allowzero):
     shape = _ints(shape)
+    if any(s < -1 for s in shape):
+        raise ValueError(f"shape {shape}: expected sizes >= -1 (-1 infers one size)")
     if not allowzero:
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)
@@ -295,6 +308,29 @@ _GLUE_OPS = frozenset(("Identity", "Transpose", "Squeeze", "Unsqueeze", "Reshape
                        "Shape", "Constant", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid",
                        "Tanh", "Softmax", "LogSoftmax", "Cast", "Expand", "ConstantOfShape", "Sum", "Where",
                        "ReduceSum") + tuple(_LOGIC))
+# The attributes each op reads; any other name (a typo, a corrupted file) is refused rather
+# than silently replaced by the default. "consumed_inputs" (opset 1) changes nothing.
+_KNOWN_ATTRS = {
+    "Transpose": {"perm"}, "Squeeze": {"axes"}, "Unsqueeze": {"axes"}, "Reshape": {"shape", "allowzero"},
+    "Concat": {"axis"}, "Slice": {"starts", "ends", "axes"}, "Gather": {"axis"}, "Shape": {"start", "end"},
+    "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints", "value_string",
+                 "value_strings", "sparse_value"},
+    "Gemm": {"alpha", "beta", "transA", "transB"}, "Softmax": {"axis"}, "LogSoftmax": {"axis"},
+    "Cast": {"to", "saturate"}, "ConstantOfShape": {"value"},
+    "ReduceSum": {"axes", "keepdims", "noop_with_empty_axes"},
+    "Scan": {"body", "num_scan_inputs", "scan_input_axes", "scan_input_directions", "scan_output_axes",
+             "scan_output_directions"},
+    "RNN": {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size", "layout"},
+}
+_KNOWN_ATTRS["GRU"] = _KNOWN_ATTRS["RNN"] | {"linear_before_reset"}
+_KNOWN_ATTRS["LSTM"] = _KNOWN_ATTRS["RNN"] | {"input_forget"}
+
+
+def _check_attr_names(node, at):
+    unknown = sorted(set(at) - _KNOWN_ATTRS.get(node.op_type, set()) - {"consumed_inputs"})
+    if unknown:
+        raise ValueError(f"{_node_label(node)}: unknown attribute(s) {unknown} for {node.op_type}; "
+                         f"it reads {sorted(_KNOWN_ATTRS.get(node.op_type, ()))}")
 
 # --------------------------------------------------------------------------- recurrent ops
 
@@ -335,6 +371,8 @@ class _Recurrent:
         if self.layout not in (0, 1):
             raise ValueError(f"{label}: layout must be 0 or 1, got {self.layout}")
         self.hidden_size = at.get("hidden_size")
+        if self.hidden_size is not None and not isinstance(self.hidden_size, int):
+            raise TypeError(f"{label}: attribute 'hidden_size' must be an int, got {self.hidden_size!r}")
         self.linear_before_reset = bool(int(at.get("linear_before_reset", 0)))
         clip = None if at.get("clip") is None else float(at["clip"])
         if clip is not None and not clip > 0:
@@ -395,6 +433,9 @@ class _Recurrent:
         dt = W.dtype
         if dt not in (np.float32, np.float64):
             raise TypeError(f"{label}: only float32 and float64 are supported, got {dt}")
+        for name, arr, width in (("B", B, 2 * G * H), ("P", P if op == "LSTM" else None, 3 * H)):
+            if arr is not None and arr.shape != (self.D, width):
+                raise ValueError(f"{label}: {name} must be (num_directions={self.D}, {width}), got {arr.shape}")
         out = []
         for d in range(self.D):
             w_ih = _reorder(W[d], op, H)
@@ -522,7 +563,8 @@ class InferenceSession:
         known = set(self._input_types) | set(env)
         for name, value in input_feed.items():
             if name not in known:
-                raise ValueError(f"input {name!r} is not an input of the model; inputs: {sorted(self._input_types)}")
+                raise ValueError(f"input {name!r} is not an input of the model; "
+                                 f"inputs: {sorted(self._input_types, key=str)}")
             arr = np.asarray(value)
             want = self._input_types.get(name)
             if want is not None and want.startswith("tensor("):
@@ -554,7 +596,7 @@ class _Graph:
 
     def __init__(self, onnx, graph, opset):
         self.onnx, self.opset = onnx, opset
-        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.consts = {t.name: _tensor_array(onnx, t) for t in graph.initializer}
         self.nodes = self._toposort(graph)
         self.prepared = []
         for node in self.nodes:
@@ -562,9 +604,13 @@ class _Graph:
                 raise NotImplementedError(f"fastrnn.interop.onnx: op {node.domain}.{node.op_type!r} is not "
                                           f"supported ({_node_label(node)})")
             at = _attrs(onnx, node)
+            if node.op_type in _GATES or node.op_type in _GLUE_OPS or node.op_type == "Scan":
+                _check_attr_names(node, at)
             if node.op_type in _GATES:
                 rec = _Recurrent(node, at)
                 names = list(node.input) + [""] * 8
+                if not (names[0] and names[1] and names[2]):
+                    raise ValueError(f"{_node_label(node)}: inputs X, W and R are required, got {list(node.input)}")
                 w_names = [names[1], names[2], names[3], names[7] if node.op_type == "LSTM" else ""]
                 if all(n == "" or n in self.consts for n in w_names):
                     W, R, B, P = (self.consts[n] if n else None for n in w_names)
@@ -665,7 +711,11 @@ class _Graph:
             elif node.op_type == "Constant":
                 outs = [at["_value"]]
             else:
-                outs = _glue(self.onnx, node, ins, at, self.opset)
+                try:
+                    outs = _glue(self.onnx, node, ins, at, self.opset)
+                except (IndexError, KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError,
+                        OverflowError) as e:        # bad operands of a malformed model
+                    raise ValueError(f"{_node_label(node)}: {type(e).__name__}: {e}") from e
             for name, value in zip(node.output, outs):
                 if name:
                     env[name] = value

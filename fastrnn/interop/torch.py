@@ -92,7 +92,21 @@ def _to_numpy(value, name):
             raise TypeError(f"{name}: expected float32 or float64, got {value.dtype} "
                             f"(convert the module with .float() first)")
         value = value.numpy()
-    return np.array(value, copy=True)
+    try:
+        arr = np.array(value, copy=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: expected a float array, got {type(value).__name__} ({e})") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float array (float32 or float64), got dtype {arr.dtype}")
+    return arr
+
+
+def _state_arrays(state_dict, who):
+    """The arrays of a state dict (a mapping of names to arrays or tensors), as NumPy copies."""
+    if not hasattr(state_dict, "items") or not hasattr(state_dict, "keys"):
+        raise TypeError(f"{who}: state_dict expected a mapping of parameter names to arrays, "
+                        f"got {type(state_dict).__name__}")
+    return OrderedDict((k, _to_numpy(v, k)) for k, v in state_dict.items())
 
 
 def _positive(value, name):
@@ -145,16 +159,22 @@ class _Module:
         return OrderedDict((n, p.copy()) for n, p in self._params.items())
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (or tensors) into the parameters, in place; names and shapes checked."""
-        given = {k: _to_numpy(v, k) for k, v in state_dict.items()}
-        _check_keys(type(self).__name__, given, self._params, strict)
+        """Copy arrays (or tensors) into the parameters, in place; names and shapes are
+        all checked before anything changes."""
+        given = self._checked_state(state_dict, strict)
         for name, p in self._params.items():
             if name in given:
-                if given[name].shape != p.shape:
-                    raise ValueError(f"{type(self).__name__}: {name} expected shape {_shape_str(p.shape)}, "
-                                     f"got {_shape_str(given[name].shape)}")
                 p[...] = given[name]
         self.weights_changed()
+
+    def _checked_state(self, state_dict, strict):
+        given = _state_arrays(state_dict, type(self).__name__)
+        _check_keys(type(self).__name__, given, self._params, strict)
+        for name, p in self._params.items():
+            if name in given and given[name].shape != p.shape:
+                raise ValueError(f"{type(self).__name__}: {name} expected shape {_shape_str(p.shape)}, "
+                                 f"got {_shape_str(given[name].shape)}")
+        return given
 
     def astype(self, dtype):
         """A copy of this module with parameters of `dtype` (float32 or float64)."""
@@ -826,11 +846,13 @@ class Sequential(_Module):
             m.weights_changed()
 
     def load_state_dict(self, state_dict, strict=True):
-        given = {k: _to_numpy(v, k) for k, v in state_dict.items()}
+        given = _state_arrays(state_dict, "Sequential")
         _check_keys("Sequential", given, self._params, strict)
+        subs = {n: {k[len(n) + 1:]: v for k, v in given.items() if k.startswith(n + ".")} for n in self.modules}
+        for n, m in self.modules.items():        # every module checked before any changes
+            m._checked_state(subs[n], strict)
         for n, m in self.modules.items():
-            sub = {k[len(n) + 1:]: v for k, v in given.items() if k.startswith(n + ".")}
-            m.load_state_dict(sub, strict=strict)
+            m.load_state_dict(subs[n], strict=strict)
 
     def astype(self, dtype):
         return Sequential(*[m.astype(dtype) for m in self.modules.values()], names=list(self.modules))
@@ -893,6 +915,8 @@ def from_torch(module, *, dtype=None, seed=None):
     """
     import torch
     nn = torch.nn
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
     if isinstance(module, nn.Sequential):
         names = list(module._modules)
         subs = [from_torch(m, dtype=dtype) for m in module._modules.values()]
@@ -957,7 +981,7 @@ def from_state_dict(state_dict, kind, *, dtype=None, seed=None, **config):
     if kind not in _KINDS:
         raise ValueError(f"from_state_dict: kind expected one of {sorted(_KINDS)}, got {kind!r}")
     cls = _KINDS[kind]
-    sd = OrderedDict((k, _to_numpy(v, k)) for k, v in state_dict.items())
+    sd = _state_arrays(state_dict, "from_state_dict")
     if "weight_ih_l0" not in sd and "weight_ih" not in sd:
         raise KeyError(f"from_state_dict: missing key {'weight_ih' if kind.endswith('cell') else 'weight_ih_l0'} "
                        f"(got keys {list(sd)})")

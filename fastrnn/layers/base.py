@@ -67,9 +67,10 @@ def serialize(layer):
     return _registry.serialize(layer, Layer, "serialize: expected a Layer, got {type}")
 
 
-def deserialize(config, custom_objects=None):
-    """A new layer from a `{"class_name", "config"}` dict (its weights are not restored)."""
-    name, cfg = _registry.class_and_config(config, "deserialize", ValueError)
+def deserialize(config, custom_objects=None, who="deserialize"):
+    """A new layer from a `{"class_name", "config"}` dict (its weights are not restored).
+    `who` names the argument in errors (a wrapper passes e.g. "Bidirectional: layer")."""
+    name, cfg = _registry.class_and_config(config, who, ValueError)
     cls = get_class(name, custom_objects)
     extra = {"custom_objects": custom_objects} if _takes_custom_objects(cls) else {}
     return _registry.build(cls, name, dict(cfg), **extra)
@@ -98,7 +99,10 @@ def _snake(name):
 
 
 def check_dtype(dtype):
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype: expected float32 or float64, got {dt}")
     return dt
@@ -166,16 +170,29 @@ class Layer:
         return [self.params[n].copy() for n in self.weight_names()]
 
     def set_weights(self, weights):
+        """Set the weights from a list like `get_weights()`'s (all checked before any changes)."""
         names = self.weight_names()
+        if isinstance(weights, (str, bytes, dict, np.ndarray)) or not hasattr(weights, "__iter__"):
+            raise TypeError(f"{self.name}.set_weights: expected a list of {len(names)} arrays "
+                            f"({', '.join(names)}), got {type(weights).__name__}")
         weights = list(weights)
         if len(weights) != len(names):
             raise ValueError(f"{self.name}.set_weights: expected {len(names)} arrays ({', '.join(names)}), "
                              f"got {len(weights)}")
+        arrays = []
         for n, w in zip(names, weights):
-            w = np.asarray(w)
+            try:
+                w = np.asarray(w)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{self.name}.set_weights: weight {n!r} expected an array of shape "
+                                 f"{self.params[n].shape}, got {type(w).__name__} ({e})") from None
             if w.shape != self.params[n].shape:
                 raise ValueError(f"{self.name}.set_weights: weight {n!r} expected shape "
                                  f"{self.params[n].shape}, got {w.shape}")
+            if w.dtype.kind not in "fiu":
+                raise TypeError(f"{self.name}.set_weights: weight {n!r} expected a real array, got dtype {w.dtype}")
+            arrays.append(w)
+        for n, w in zip(names, arrays):
             self.params[n][...] = w
         self.weights_changed()
 

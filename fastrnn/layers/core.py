@@ -120,6 +120,8 @@ class Dense(Layer):
         super().__init__(**kwargs)
         self.units = positive_int(units, "units", self.name)
         self.activation = activations.get(activation)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: use_bias expected a bool, got {use_bias!r}")
         self.use_bias = bool(use_bias)
         initializers.get(kernel_initializer)     # fail early on a bad name
         initializers.get(bias_initializer)
@@ -519,5 +521,5 @@ class TimeDistributed(Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        layer = deserialize(config.pop("layer"), custom_objects=custom_objects)
+        layer = deserialize(config.pop("layer"), custom_objects=custom_objects, who=f"{cls.__name__}: layer")
         return cls(layer, **config)

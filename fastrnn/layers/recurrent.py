@@ -1063,8 +1063,8 @@ class Bidirectional(Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        layer = deserialize(config.pop("layer"), custom_objects=custom_objects)
+        layer = deserialize(config.pop("layer"), custom_objects=custom_objects, who=f"{cls.__name__}: layer")
         backward = config.pop("backward_layer", None)
         if backward is not None:
-            backward = deserialize(backward, custom_objects=custom_objects)
+            backward = deserialize(backward, custom_objects=custom_objects, who=f"{cls.__name__}: backward_layer")
         return cls(layer, backward_layer=backward, **config)

@@ -299,12 +299,19 @@ class Model(TrainingMixin):
         """Set every weight from a list like `get_weights()`'s (checked before anything changes)."""
         self._require_built("set_weights")
         entries = self._weight_entries()
+        if isinstance(weights, (str, bytes, dict, np.ndarray)) or not hasattr(weights, "__iter__"):
+            raise TypeError(f"{self.name}.set_weights: expected a list of {len(entries)} arrays, "
+                            f"got {type(weights).__name__}")
         weights = list(weights)
         if len(weights) != len(entries):
             raise ValueError(f"{self.name}.set_weights: expected {len(entries)} arrays, got {len(weights)}")
         arrays = []
         for i, ((layer, n, p), w) in enumerate(zip(entries, weights)):
-            w = np.asarray(w)
+            try:
+                w = np.asarray(w)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{self.name}.set_weights: weights[{i}] ({layer.name}/{n}) expected an array "
+                                 f"of shape {shape_str(p.shape)}, got {type(w).__name__} ({e})") from None
             if w.shape != p.shape:
                 raise ValueError(f"{self.name}.set_weights: weights[{i}] ({layer.name}/{n}) expected shape "
                                  f"{shape_str(p.shape)}, got {shape_str(w.shape)}")
