@@ -5,7 +5,12 @@ The models' recurrent layers build their engine-layout weights and packing lazil
 (after each weights_changed()); the tests below reset those caches and start the
 threads at a barrier so that several threads build them at once.
 """
+import ctypes
+import importlib.util
+import os
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -199,3 +204,191 @@ def test_functional_shared_packed_weights(family):
     packs = _run_threads(lambda i: F.pack_weights(family, w_ih, w_hh, num_threads=1 + i % 2))
     for p in packs:
         assert np.array_equal(p.buffer, shared.buffer)
+
+
+# ---- other thread pools: threadpoolctl, BLAS, torch ---------------------------------------------------
+
+try:
+    import threadpoolctl
+except ImportError:             # in the test extra; only the tests that use it are skipped
+    threadpoolctl = None
+needs_openmp = pytest.mark.skipif(not fastrnn.openmp_enabled() or threadpoolctl is None,
+                                  reason="needs OpenMP in the engine, and threadpoolctl")
+
+
+def _lstm_problem(T=40, B=32, I=64, H=128, seed=4):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((T, B, I)).astype(np.float32),
+            (0.1 * rng.standard_normal((4 * H, I))).astype(np.float32),
+            (0.1 * rng.standard_normal((4 * H, H))).astype(np.float32))
+
+
+@pytest.fixture
+def steps_threads(monkeypatch):
+    """The threads each forward/backward step loop ran on (the engine's steps_threads), in call order;
+    and no contention back-off (the shared test machine would otherwise send calls to one thread)."""
+    from fastrnn import _threads
+    used = []
+
+    class Recording(_threads.Timed):
+        __slots__ = ()
+
+        def __exit__(self, *exc):
+            used.append(self.used)
+            return super().__exit__(*exc)
+
+    monkeypatch.setattr(_threads, "Timed", Recording)
+    monkeypatch.setattr(_threads, "_FAIR_SHARE", 0.0)
+    monkeypatch.setattr(_threads, "_backoff_until", 0.0)
+    return used
+
+
+def _engine_openmp_path():
+    """The file of the OpenMP runtime fastrnn's engine calls (dladdr of its omp_get_max_threads)."""
+    from fastrnn import _threads
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    info = DlInfo()
+    libc = ctypes.CDLL(None)
+    addr = ctypes.cast(_threads._omp_get_max_threads, ctypes.c_void_p)
+    assert libc.dladdr(addr, ctypes.byref(info)) != 0
+    return os.path.realpath(info.dli_fname.decode())
+
+
+@needs_openmp
+def test_threadpoolctl_sees_fastrnn_openmp():
+    paths = [os.path.realpath(i["filepath"]) for i in threadpoolctl.threadpool_info() if i["user_api"] == "openmp"]
+    assert _engine_openmp_path() in paths, (_engine_openmp_path(), paths)
+
+
+@needs_openmp
+def test_threadpool_limits_bound_fastrnn(steps_threads):
+    x, w_ih, w_hh = _lstm_problem()
+    with fastrnn.num_threads(2):
+        y2, _, c = F.lstm_forward(x, None, w_ih, w_hh)
+        g2 = F.lstm_backward(np.ones_like(y2), None, c)
+        assert steps_threads == [2, 2], "the problem is too small to run on 2 threads"
+        for limits in [dict(limits=1), dict(limits=1, user_api="openmp"), dict(limits={"openmp": 1})]:
+            steps_threads.clear()
+            with threadpoolctl.threadpool_limits(**limits):
+                assert fastrnn.get_num_threads() == 1
+                y1, _, c = F.lstm_forward(x, None, w_ih, w_hh, num_threads=2)    # an explicit count too
+                g1 = F.lstm_backward(np.ones_like(y1), None, c)
+            assert steps_threads == [1, 1], limits
+            assert np.array_equal(y1, y2) and all(np.array_equal(g1[k], g2[k]) for k in g1)
+        steps_threads.clear()
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):     # BLAS only: fastrnn keeps its threads
+            F.lstm_forward(x, None, w_ih, w_hh, training=False)
+        with fastrnn.num_threads(1):                                    # fastrnn's own setting
+            F.lstm_forward(x, None, w_ih, w_hh, training=False)
+        F.lstm_forward(x, None, w_ih, w_hh, training=False)           # the limits are gone again
+        assert steps_threads == [2, 1, 2]
+
+
+PYTHON_CHILD_TIMEOUT = 60
+
+
+def _run_script(tmp_path, code):
+    """Run `code` in a fresh interpreter that imports the fastrnn under test; fail on a hang."""
+    script = tmp_path / "check.py"
+    script.write_text(textwrap.dedent(code))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    env.pop("OMP_NUM_THREADS", None)
+    try:
+        proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                              timeout=PYTHON_CHILD_TIMEOUT, cwd=str(tmp_path))
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the script hung (killed after {PYTHON_CHILD_TIMEOUT} s)\n{e.stdout}\n{e.stderr}")
+    assert proc.returncode == 0 and "OK" in proc.stdout, f"exit code {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@needs_openmp
+def test_threadpool_limits_start_no_os_threads(tmp_path):
+    """Oversubscription, counted in OS threads: in a fresh process, fastrnn under
+    threadpool_limits(1) starts no thread; asked for 2 outside it, OpenMP starts one."""
+    _run_script(tmp_path, """
+        import os
+        import numpy as np
+        import threadpoolctl
+        import fastrnn, fastrnn.functional as F
+        from fastrnn import _threads
+        _threads._FAIR_SHARE = 0.0
+        count = lambda: len(os.listdir("/proc/self/task"))
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((40, 32, 64)).astype(np.float32)
+        w_ih, w_hh = (0.1 * rng.standard_normal((512, 64))).astype(np.float32), \\
+                     (0.1 * rng.standard_normal((512, 128))).astype(np.float32)
+        n0 = count()
+        with threadpoolctl.threadpool_limits(1):
+            y, _, c = F.lstm_forward(x, None, w_ih, w_hh, num_threads=2)
+            F.lstm_backward(y, None, c)
+        assert count() == n0, (n0, count())
+        F.lstm_forward(x, None, w_ih, w_hh, num_threads=2, training=False)
+        assert count() == n0 + 1, (n0, count())
+        print("OK")
+    """)
+
+
+@needs_openmp
+def test_no_deadlock_beside_blas_and_torch_threads(tmp_path):
+    """fastrnn on 2 threads in Python threads while NumPy's BLAS and torch's intra-op
+    OpenMP threads (torch shares fastrnn's libgomp when both are loaded) run in others:
+    everything finishes (a hang fails on the timeout) and fastrnn gives the serial bits."""
+    has_torch = importlib.util.find_spec("torch") is not None
+    _run_script(tmp_path, f"""
+        import threading, time
+        import numpy as np
+        import threadpoolctl
+        import fastrnn.functional as F
+        from fastrnn import _threads
+        _threads._FAIR_SHARE = 0.0
+        HAS_TORCH = {has_torch}
+        if HAS_TORCH:
+            import torch
+            torch.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((40, 32, 64)).astype(np.float32)
+        w_ih, w_hh = (0.1 * rng.standard_normal((512, 64))).astype(np.float32), \\
+                     (0.1 * rng.standard_normal((512, 128))).astype(np.float32)
+
+        def run():
+            y, _, c = F.lstm_forward(x, None, w_ih, w_hh, num_threads=2)
+            return [y] + list(F.lstm_backward(y, None, c).values())
+
+        expected = run()
+        stop = time.monotonic() + 2.0
+        errors, counts = [], {{}}
+
+        def loop(name, fn):
+            try:
+                n = 0
+                while time.monotonic() < stop:
+                    fn(); n += 1
+                counts[name] = n
+            except BaseException as e:
+                errors.append(e)
+
+        def fastrnn_check():
+            for a, b in zip(run(), expected):
+                assert np.array_equal(a, b)
+
+        a = rng.standard_normal((400, 400))
+        jobs = [("fastrnn", fastrnn_check), ("fastrnn2", fastrnn_check), ("blas", lambda: a @ a)]
+        if HAS_TORCH:
+            t = torch.randn(400, 400)
+            jobs.append(("torch", lambda: (t @ t).relu_().sum()))
+            jobs.append(("torch_eltwise", lambda: torch.tanh(torch.randn(1 << 18)).sum()))
+        with threadpoolctl.threadpool_limits(2):
+            threads = [threading.Thread(target=loop, args=job, daemon=True) for job in jobs]
+            for th in threads: th.start()
+            for th in threads: th.join(40)
+        assert not any(th.is_alive() for th in threads), "a thread is stuck"
+        assert not errors, errors
+        assert all(counts[name] > 0 for name, _ in jobs), counts
+        print("OK", counts)
+    """)
