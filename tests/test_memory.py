@@ -47,7 +47,7 @@ def growth(run_round, rounds, warmup):
 
 
 def _problems():
-    """Every cell variant, float32 and float64, with and without lengths; y is 2 or 4 KiB (T*B*P*itemsize)."""
+    """Every cell variant, float32 and float64, with and without lengths; y is at least 1 KiB (T*B*P*itemsize)."""
     probs = []
     for k, variant in enumerate(sorted(VARIANTS)):
         for dtype in (np.float32, np.float64):
