@@ -126,7 +126,8 @@ def _after_fork_in_child():
     GNU OpenMP (libgomp) is not fork-safe: the child inherits the parent's thread pool
     bookkeeping but not its threads, so a parallel region that wants more than one
     thread waits forever for threads that do not exist. (Measured here: after a
-    2-thread LSTM forward in the parent, the child's 2-thread forward hung.) The
+    2-thread LSTM forward in the parent, or only torch's multi-threaded matmul, the
+    child's 2-thread fastrnn forward hung.) The
     runtime is shared with any library linked to the same libgomp (torch loads its own
     copy under the same name, which the loader then shares), so fastrnn cannot know
     whether the parent's pool was started. Every fastrnn call in a forked child
