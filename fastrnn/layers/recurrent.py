@@ -74,6 +74,7 @@ from .core import (as_float_input, as_generator, check_mask, check_seed, complet
 
 __all__ = ["Recurrent", "SimpleRNN", "GRU", "LSTM", "Bidirectional"]
 
+_ENGINE_LOCK = threading.Lock()      # publishes a layer's engine-weights cache (see Recurrent._engine_and_packed)
 _FORWARD = {"rnn": F.rnn_forward, "gru": F.gru_forward, "lstm": F.lstm_forward}
 _BACKWARD = {"rnn": F.rnn_backward, "gru": F.gru_backward, "lstm": F.lstm_backward}
 
@@ -241,8 +242,8 @@ class Recurrent(Layer):
         self.zero_output_for_mask = _flag(zero_output_for_mask, "zero_output_for_mask", who)
         self.supports_masking = True
         self.states = None            # stateful: the carried states, [h (B, P)] (+ [c (B, H)])
-        self._engine_weights = None   # engine-layout weights, rebuilt after weights_changed()
-        self._packed = None           # functional.pack_weights of them
+        self._engine = None           # (engine-layout weights, their pack_weights), rebuilt after weights_changed()
+        self._weights_version = 0     # counts weights_changed(): a build from older weights is not kept
         self.activation = _fixed(activation, self._activations, "activation", who)
 
     # ---- sizes -----------------------------------------------------------------
@@ -300,8 +301,25 @@ class Recurrent(Layer):
         pass
 
     def weights_changed(self):
-        self._engine_weights = None
-        self._packed = None
+        with _ENGINE_LOCK:
+            self._weights_version += 1
+            self._engine = None
+
+    # The engine-layout weights and their packed form are one tuple, published by one
+    # attribute assignment once both are built, so a thread never pairs one set of
+    # weights with another's packing (a call would then be refused: the packing is
+    # checked against its source arrays). Threads that find no cache build their own
+    # copy (conversion and packing read the master weights only); the first to finish
+    # publishes it, unless weights_changed() was called meanwhile.
+    @property
+    def _engine_weights(self):
+        e = self._engine
+        return None if e is None else e[0]
+
+    @property
+    def _packed(self):
+        e = self._engine
+        return None if e is None else e[1]
 
     def _gates_to_engine(self, a):
         """Keras (rows, G*H) -> engine (G*H, rows), contiguous, gates reordered."""
@@ -341,18 +359,31 @@ class Recurrent(Layer):
 
     def engine_weights(self):
         """The engine-layout weights {w_ih, w_hh, b_ih, b_hh, ...} (cached until weights_changed())."""
-        if self._engine_weights is None:
-            if not self.built:
-                raise ValueError(f"{self.name}: the layer is not built yet")
-            p = self.params
-            fw = {"w_ih": self._gates_to_engine(p["kernel"]), "w_hh": self._gates_to_engine(p["recurrent_kernel"])}
-            fw["b_ih"], fw["b_hh"] = self._biases_to_engine() if self.use_bias else (None, None)
-            fw.update(self._extras_to_engine())
-            opts = self._engine_options()
-            self._packed = F.pack_weights(self._family, fw["w_ih"], fw["w_hh"], w_hr=fw.get("w_hr"),
-                                          linear_before_reset=opts.get("linear_before_reset", True))
-            self._engine_weights = fw
-        return self._engine_weights
+        return self._engine_and_packed()[0]
+
+    def _engine_and_packed(self):
+        """(engine weights, their functional.PackedWeights), built once per weights_changed(); thread-safe."""
+        e = self._engine
+        if e is not None:
+            return e
+        if not self.built:
+            raise ValueError(f"{self.name}: the layer is not built yet")
+        version = self._weights_version
+        p = self.params
+        fw = {"w_ih": self._gates_to_engine(p["kernel"]), "w_hh": self._gates_to_engine(p["recurrent_kernel"])}
+        fw["b_ih"], fw["b_hh"] = self._biases_to_engine() if self.use_bias else (None, None)
+        fw.update(self._extras_to_engine())
+        opts = self._engine_options()
+        packed = F.pack_weights(self._family, fw["w_ih"], fw["w_hh"], w_hr=fw.get("w_hr"),
+                                linear_before_reset=opts.get("linear_before_reset", True))
+        e = (fw, packed)
+        with _ENGINE_LOCK:
+            if self._weights_version == version:
+                if self._engine is None:
+                    self._engine = e
+                else:
+                    e = self._engine        # another thread published first: share its copy
+        return e
 
     def _add_grads(self, grads):
         self.grads["kernel"] += self._gates_from_engine(grads["w_ih"])
@@ -494,8 +525,7 @@ class Recurrent(Layer):
         if c.training and self.recurrent_dropout > 0:
             c.rmask = self._dropout_mask((B, self.output_units), self.recurrent_dropout)
         c.x = x
-        c.fw = self.engine_weights()
-        c.packed = self._packed
+        c.fw, c.packed = self._engine_and_packed()
         return c
 
     def _dropout_mask(self, shape, rate):
