@@ -160,6 +160,10 @@ _backoff_s = 0.25
 _BACKOFF_MIN, _BACKOFF_MAX = 0.25, 30.0
 _MIN_WALL = 2e-3                # shorter calls say too little about the machine
 _FAIR_SHARE = 0.75              # CPU time below this share of threads x wall: contended
+# The CPU time of the other threads of the process is brought up to date at the
+# scheduler's tick (4-10 ms), so a reading may miss up to one tick of each: without
+# this allowance, 2-thread calls of 2-8 ms read as contended on an idle machine.
+_CPU_TICK = 0.01
 
 
 def for_call(n):
@@ -194,7 +198,7 @@ class Timed:
 
 def _observe(used, wall, cpu):
     global _backoff_until, _backoff_s
-    if cpu < _FAIR_SHARE * used * wall:
+    if cpu + (used - 1) * _CPU_TICK < _FAIR_SHARE * used * wall:
         _backoff_until = time.monotonic() + _backoff_s
         _backoff_s = min(2 * _backoff_s, _BACKOFF_MAX)
     else:

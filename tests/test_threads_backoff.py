@@ -19,22 +19,31 @@ def fresh_state():
 
 def test_backoff_starts_doubles_and_clears():
     assert TH.for_call(2) == 2
-    TH._observe(used=2, wall=0.01, cpu=0.011)           # 55% of 2 threads x wall: contended
+    TH._observe(used=2, wall=0.1, cpu=0.11)             # 55% of 2 threads x wall: contended
     assert TH.for_call(2) == 1 and TH.for_call(1) == 1
     assert TH._backoff_until > time.monotonic()
     assert TH._backoff_s == 2 * TH._BACKOFF_MIN
     for _ in range(10):
-        TH._observe(used=2, wall=0.01, cpu=0.0)
+        TH._observe(used=2, wall=0.1, cpu=0.0)
     assert TH._backoff_s == TH._BACKOFF_MAX
-    TH._observe(used=2, wall=0.01, cpu=0.019)           # a fair share again: back to normal
+    TH._observe(used=2, wall=0.1, cpu=0.19)             # a fair share again: back to normal
     assert TH.for_call(2) == 2 and TH._backoff_s == TH._BACKOFF_MIN
 
 
 def test_backoff_expires():
-    TH._observe(used=4, wall=0.01, cpu=0.01)
+    TH._observe(used=4, wall=0.1, cpu=0.1)
     assert TH.for_call(4) == 1
     TH._backoff_until = time.monotonic() - 1e-3
     assert TH.for_call(4) == 4
+
+
+def test_a_missed_scheduler_tick_is_not_contention():
+    """The other threads' CPU time lags by up to a tick: a 5 ms 2-thread call that
+    reads one tick short of its 10 ms is not taken for contention."""
+    TH._observe(used=2, wall=0.005, cpu=0.001)
+    assert TH.for_call(2) == 2 and TH._backoff_until == 0.0
+    TH._observe(used=2, wall=0.05, cpu=0.05)            # half its share over 50 ms: contended
+    assert TH.for_call(2) == 1
 
 
 def test_timed_ignores_short_and_single_thread_calls():
@@ -53,7 +62,7 @@ def test_results_do_not_depend_on_the_backoff():
     w_hh = (0.1 * rng.standard_normal((4 * H, H))).astype(np.float32)
     y2, _, c2 = F.lstm_forward(x, None, w_ih, w_hh, num_threads=2)
     g2 = F.lstm_backward(np.ones_like(y2), None, c2)
-    TH._observe(used=2, wall=0.01, cpu=0.0)              # pretend the cores are taken
+    TH._observe(used=2, wall=0.1, cpu=0.0)               # pretend the cores are taken
     assert TH.for_call(2) == 1
     y1, _, c1 = F.lstm_forward(x, None, w_ih, w_hh, num_threads=2)
     g1 = F.lstm_backward(np.ones_like(y1), None, c1)
