@@ -341,7 +341,8 @@ static inline __attribute__((always_inline)) void FN(epilogue)(const FN(ctx) *c,
         if (c->peep) po += LD(c->peep + 2 * H + n0) * cc;
         V o = ACT_F(po);
         V m = o * (X ? FN(vact)(c->act, 2, cc) : FN(vtanh)(cc));
-        ST(cn, cc); ST(g, i); ST(g + H, f); ST(g + 2 * H, gg); ST(g + 3 * H, o);
+        ST(cn, cc);
+        if (a->training) { ST(g, i); ST(g + H, f); ST(g + 2 * H, gg); ST(g + 3 * H, o); }  /* for backward */
         if (c->proj) ST(m_out, m);
         else { PUT_H(m); ST(st->y + (size_t)b * P + n0, m); }
         return;
