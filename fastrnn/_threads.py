@@ -71,6 +71,11 @@ def num_threads(n):
         set_num_threads(old)
 
 
+def requested(num_threads):
+    """A call's own (already checked) thread count, else the setting, before any cap."""
+    return _num_threads if num_threads is None else num_threads
+
+
 def resolve(num_threads):
     """The thread count for one call: its own argument, else the global setting (both capped, see `cap`)."""
     n = check_num_threads(num_threads)

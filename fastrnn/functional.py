@@ -120,6 +120,21 @@ def _biases(a):
 _SAVED = ("states", "cells", "gates", "proj_in")
 
 
+def _call_threads(a):
+    """(threads the call may use now, threads to time it with): its setting, capped
+    (see _threads.for_call), and 1 for the timing when its step loop could not use
+    more (the kernels' threads_for splits a step only past 128K multiply-adds, or
+    256 KiB of weights streamed per step): small calls, single steps above all, then
+    skip the back-off's clock reads."""
+    n = _threads.for_call(_threads.requested(a.num_threads))
+    if n > 1:
+        ph = a.P * a.H if a.w_hr is not None else 0
+        if (a.B * (a.G * a.H * a.P + ph) < 2 * 131072 and
+                (a.G * a.H * (a.I + a.P) + ph) * a.dtype.itemsize < 2 * (128 << 10)):
+            return n, 1
+    return n, n
+
+
 def _forward(a, packed=None):
     """Run the kernels for validated args (and PackedWeights or None);
     returns y (in the caller's layout), h_n, c_n, cache."""
@@ -137,8 +152,8 @@ def _forward(a, packed=None):
     else:
         states = cells = gates = proj_in = None
     b_ih, b_hh = _biases(a)
-    n_threads = _threads.for_call(_threads.get_num_threads() if a.num_threads is None else a.num_threads)
-    with _threads.Timed(n_threads) as timed:
+    n_threads, timed_threads = _call_threads(a)
+    with _threads.Timed(timed_threads) as timed:
         timed.used = _engine.forward(a, n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in,
                                      None if packed is None else packed.buffer)
     cache = Cache(a.cell, a, saved) if a.training else None
@@ -166,8 +181,8 @@ def _backward(cell, dy, final_grads, cache):
     if a.w_hr is not None:
         grads["w_hr"] = _empty((a.P, H), dt)
     b_ih, b_hh = _biases(a)
-    n_threads = _threads.for_call(_threads.resolve(a.num_threads))
-    with _threads.Timed(n_threads) as timed:
+    n_threads, timed_threads = _call_threads(a)
+    with _threads.Timed(timed_threads) as timed:
         timed.used = _engine.backward(a, n_threads, b_ih, b_hh, *cache.saved.values(),
                                       dy, dstate[0], dstate[1] if cell == "lstm" else None,
                                       grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
