@@ -20,6 +20,7 @@ Every kernel call takes its thread count from here, and three things can lower i
 import contextlib
 import ctypes
 import os
+import threading
 import time
 
 from . import _engine
@@ -179,22 +180,48 @@ def for_call(n):
     return n
 
 
-class Timed:
-    """Times one kernel call: `with Timed(n) as t: t.used = _engine.forward(...)`,
-    where `used` is the threads its step loop ran on."""
+# Recurrent kernel calls running now, from any Python thread (the kernels release
+# the GIL): concurrent calls share the cores rather than each asking for all of them.
+_in_flight = 0
+_flight_lock = threading.Lock()
 
-    __slots__ = ("n", "used", "wall", "cpu")
 
-    def __init__(self, n):
-        self.n, self.used = n, 1
+class Call:
+    """One recurrent kernel call:
+
+        with Call(requested, splittable) as c:
+            c.used = _engine.forward(a, c.n, ...)
+
+    `c.n` is the threads it may use: `requested` capped (`cap`), 1 during a
+    contention back-off, and with k calls running at once in other Python threads,
+    at most cores / k, so that 8 threads sharing a model on a 2-core machine do not
+    start 16 OpenMP threads. A `splittable` call (one whose step loop can use two
+    threads) is timed for the back-off; `used` is the threads its step loop ran on."""
+
+    __slots__ = ("requested", "splittable", "n", "used", "wall", "cpu")
+
+    def __init__(self, requested, splittable=True):
+        self.requested, self.splittable = requested, splittable
+        self.n, self.used = 1, 1
 
     def __enter__(self):
-        if self.n > 1:
+        global _in_flight
+        with _flight_lock:
+            _in_flight += 1
+            k = _in_flight
+        n = for_call(self.requested)
+        if k > 1 and n > 1:
+            n = min(n, max(1, _omp_default // k))
+        self.n = n
+        if n > 1 and self.splittable:
             self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc):
-        if self.n > 1 and exc[0] is None and self.used > 1:
+        global _in_flight
+        with _flight_lock:
+            _in_flight -= 1
+        if self.n > 1 and self.splittable and exc[0] is None and self.used > 1:
             wall = time.perf_counter() - self.wall
             if wall >= _MIN_WALL:
                 _observe(self.used, wall, time.process_time() - self.cpu)

@@ -120,19 +120,13 @@ def _biases(a):
 _SAVED = ("states", "cells", "gates", "proj_in")
 
 
-def _call_threads(a):
-    """(threads the call may use now, threads to time it with): its setting, capped
-    (see _threads.for_call), and 1 for the timing when its step loop could not use
-    more (the kernels' threads_for splits a step only past 128K multiply-adds, or
-    256 KiB of weights streamed per step): small calls, single steps above all, then
-    skip the back-off's clock reads."""
-    n = _threads.for_call(_threads.requested(a.num_threads))
-    if n > 1:
-        ph = a.P * a.H if a.w_hr is not None else 0
-        if (a.B * (a.G * a.H * a.P + ph) < 2 * 131072 and
-                (a.G * a.H * (a.I + a.P) + ph) * a.dtype.itemsize < 2 * (128 << 10)):
-            return n, 1
-    return n, n
+def _splittable(a):
+    """Could the call's step loop use two threads? The kernels' threads_for splits a
+    step only past 128K multiply-adds, or 256 KiB of weights streamed per step; small
+    calls (single steps above all) then skip the back-off's clock reads."""
+    ph = a.P * a.H if a.w_hr is not None else 0
+    return (a.B * (a.G * a.H * a.P + ph) >= 2 * 131072 or
+            (a.G * a.H * (a.I + a.P) + ph) * a.dtype.itemsize >= 2 * (128 << 10))
 
 
 def _forward(a, packed=None):
@@ -152,10 +146,9 @@ def _forward(a, packed=None):
     else:
         states = cells = gates = proj_in = None
     b_ih, b_hh = _biases(a)
-    n_threads, timed_threads = _call_threads(a)
-    with _threads.Timed(timed_threads) as timed:
-        timed.used = _engine.forward(a, n_threads, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in,
-                                     None if packed is None else packed.buffer)
+    with _threads.Call(_threads.requested(a.num_threads), _splittable(a)) as call:
+        call.used = _engine.forward(a, call.n, b_ih, b_hh, y, h_n, c_n, states, cells, gates, proj_in,
+                                    None if packed is None else packed.buffer)
     cache = Cache(a.cell, a, saved) if a.training else None
     if a.batch_first:
         y = y.transpose(1, 0, 2)
@@ -181,12 +174,11 @@ def _backward(cell, dy, final_grads, cache):
     if a.w_hr is not None:
         grads["w_hr"] = _empty((a.P, H), dt)
     b_ih, b_hh = _biases(a)
-    n_threads, timed_threads = _call_threads(a)
-    with _threads.Timed(timed_threads) as timed:
-        timed.used = _engine.backward(a, n_threads, b_ih, b_hh, *cache.saved.values(),
-                                      dy, dstate[0], dstate[1] if cell == "lstm" else None,
-                                      grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
-                                      grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
+    with _threads.Call(_threads.requested(a.num_threads), _splittable(a)) as call:
+        call.used = _engine.backward(a, call.n, b_ih, b_hh, *cache.saved.values(),
+                                     dy, dstate[0], dstate[1] if cell == "lstm" else None,
+                                     grads["x"], grads["h0"], grads.get("c0"), grads["w_ih"], grads["w_hh"],
+                                     grads["b_ih"], grads["b_hh"], grads.get("w_peep"), grads.get("w_hr"))
     cache.used = True
     cache.saved = None          # release the saved arrays; the cache is spent
     if a.batch_first:

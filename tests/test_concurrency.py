@@ -230,14 +230,14 @@ def steps_threads(monkeypatch):
     from fastrnn import _threads
     used = []
 
-    class Recording(_threads.Timed):
+    class Recording(_threads.Call):
         __slots__ = ()
 
         def __exit__(self, *exc):
             used.append(self.used)
             return super().__exit__(*exc)
 
-    monkeypatch.setattr(_threads, "Timed", Recording)
+    monkeypatch.setattr(_threads, "Call", Recording)
     monkeypatch.setattr(_threads, "_FAIR_SHARE", 0.0)
     monkeypatch.setattr(_threads, "_backoff_until", 0.0)
     return used

@@ -46,12 +46,46 @@ def test_a_missed_scheduler_tick_is_not_contention():
     assert TH.for_call(2) == 1
 
 
-def test_timed_ignores_short_and_single_thread_calls():
-    with TH.Timed(1) as t:
-        t.used = 1
-    with TH.Timed(2) as t:
-        t.used = 2                                       # far shorter than _MIN_WALL
+def test_calls_ignore_short_and_single_thread_and_unsplittable_calls():
+    with TH.Call(1) as c:
+        c.used = 1
+    with TH.Call(2) as c:
+        c.used = 2                                       # far shorter than _MIN_WALL
+    with TH.Call(2, splittable=False) as c:
+        time.sleep(2 * TH._MIN_WALL)                     # long, but never timed: no clock reads
+        c.used = 2
     assert TH._backoff_until == 0.0
+
+
+def test_concurrent_calls_share_the_cores(monkeypatch):
+    """k recurrent calls running at once (other Python threads) get cores // k threads each."""
+    import threading
+    monkeypatch.setattr(TH, "_omp_default", 4)
+    monkeypatch.setattr(TH, "omp_limit", lambda: None)
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        with TH.Call(4, splittable=False) as c:
+            seen["other"] = c.n
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert inside.wait(10)
+        with TH.Call(4, splittable=False) as c:
+            seen["second"] = c.n
+            with TH.Call(4, splittable=False) as c3:        # a third at once
+                seen["third"] = c3.n
+    finally:
+        release.set()
+        t.join(10)
+    with TH.Call(4, splittable=False) as c:
+        seen["alone"] = c.n
+    assert seen == {"other": 4, "second": 2, "third": 1, "alone": 4}
+    assert TH._in_flight == 0
 
 
 def test_results_do_not_depend_on_the_backoff():
