@@ -20,7 +20,6 @@ Every kernel call takes its thread count from here, and three things can lower i
 import contextlib
 import ctypes
 import os
-import threading
 import time
 
 from . import _engine
@@ -182,8 +181,8 @@ def for_call(n):
 
 # Recurrent kernel calls running now, from any Python thread (the kernels release
 # the GIL): concurrent calls share the cores rather than each asking for all of them.
-_in_flight = 0
-_flight_lock = threading.Lock()
+# One entry per call; list.append and list.pop are atomic under the GIL, so no lock.
+_in_flight = []
 
 
 class Call:
@@ -205,10 +204,8 @@ class Call:
         self.n, self.used = 1, 1
 
     def __enter__(self):
-        global _in_flight
-        with _flight_lock:
-            _in_flight += 1
-            k = _in_flight
+        _in_flight.append(None)
+        k = len(_in_flight)
         n = for_call(self.requested)
         if k > 1 and n > 1:
             n = min(n, max(1, _omp_default // k))
@@ -218,9 +215,7 @@ class Call:
         return self
 
     def __exit__(self, *exc):
-        global _in_flight
-        with _flight_lock:
-            _in_flight -= 1
+        _in_flight.pop()
         if self.n > 1 and self.splittable and exc[0] is None and self.used > 1:
             wall = time.perf_counter() - self.wall
             if wall >= _MIN_WALL:

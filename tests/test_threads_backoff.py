@@ -85,7 +85,7 @@ def test_concurrent_calls_share_the_cores(monkeypatch):
     with TH.Call(4, splittable=False) as c:
         seen["alone"] = c.n
     assert seen == {"other": 4, "second": 2, "third": 1, "alone": 4}
-    assert TH._in_flight == 0
+    assert TH._in_flight == []
 
 
 def test_results_do_not_depend_on_the_backoff():
