@@ -12,11 +12,15 @@ is always a tuple, (h_n,) or (h_n, c_n).
 """
 import dataclasses
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 import zlib
 from typing import Optional
 
 import numpy as np
+import pytest
 
 # The Keras comparison tests run Keras 3 on the PyTorch backend when TensorFlow is not
 # installed (CI installs keras and the CPU torch, not TensorFlow).
@@ -347,3 +351,26 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_fuzz_child(cmd, label, timeout=300, hint=""):
+    """Run a fuzz child process (it prints "CASE ..." before each case and "DONE {json}"
+    at the end); returns (the DONE summary, its stdout lines), or fails the test with
+    the last case printed when the child crashed (a signal), exited badly or hung."""
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(tests_dir)
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONFAULTHANDLER="1")
+    env["PYTHONPATH"] = os.pathsep.join([root, tests_dir, env.get("PYTHONPATH", "")])
+    try:
+        out = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        cases = [ln for ln in (exc.stdout or b"").decode(errors="replace").splitlines() if ln.startswith("CASE ")]
+        pytest.fail(f"{label}: the child hung; last case:\n{cases[-1] if cases else '(none)'}")
+    lines = out.stdout.splitlines()
+    cases = [ln for ln in lines if ln.startswith("CASE ")]
+    done = [ln for ln in lines if ln.startswith("DONE ")]
+    if out.returncode != 0 or not done:
+        how = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exit status {out.returncode}"
+        pytest.fail(f"{label}: the fuzz child failed ({how}) after {len(cases)} cases; last case:\n"
+                    f"{cases[-1] if cases else '(none)'}\n{hint}--- stderr tail ---\n{out.stderr[-6000:]}")
+    return json.loads(done[-1][5:]), lines

@@ -36,11 +36,11 @@ huge is allocated).
 """
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import run_fuzz_child
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
@@ -659,32 +659,13 @@ def run_batch(batch, n):
     print("DONE " + json.dumps({"batch": batch, "cases": sum(counts.values()), "outcomes": counts}), flush=True)
 
 
-def _child_env():
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONFAULTHANDLER="1")
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS_DIR, env.get("PYTHONPATH", "")])
-    return env
-
-
 # ---------------------------------------------------------------------------
 # The pytest side: one child per batch
 
 def run_child(cmd, label, timeout=300):
-    """Run a fuzz child; returns its DONE summary, or fails the test with the last case it
-    printed when it crashed (a signal), exited badly or hung."""
-    try:
-        out = subprocess.run(cmd, env=_child_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        cases = [ln for ln in (exc.stdout or b"").decode(errors="replace").splitlines() if ln.startswith("CASE ")]
-        pytest.fail(f"{label}: the child hung; last case:\n{cases[-1] if cases else '(none)'}")
-    lines = out.stdout.splitlines()
-    cases = [ln for ln in lines if ln.startswith("CASE ")]
-    done = [ln for ln in lines if ln.startswith("DONE ")]
-    if out.returncode != 0 or not done:
-        how = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exit status {out.returncode}"
-        pytest.fail(f"{label}: the fuzz child failed ({how}) after {len(cases)} cases; last case:\n"
-                    f"{cases[-1] if cases else '(none)'}\nreproduce: python tests/test_fuzz_functional.py --case "
-                    f"'<case>'\n--- stderr tail ---\n{out.stderr[-6000:]}")
-    return json.loads(done[-1][5:])
+    """A fuzz child's DONE summary (see conftest.run_fuzz_child)."""
+    hint = "reproduce: python tests/test_fuzz_functional.py --case '<case>'\n"
+    return run_fuzz_child(cmd, label, timeout, hint)[0]
 
 
 def test_a_crashing_child_is_reported_with_its_case():

@@ -25,11 +25,11 @@ reported with its case.
 """
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import run_fuzz_child
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
@@ -459,23 +459,7 @@ def run_structural(n_unused=None):
 # The pytest side
 
 def _child(batch, n):
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONFAULTHANDLER="1")
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS_DIR, env.get("PYTHONPATH", "")])
-    try:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), batch, str(n)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired as exc:
-        lines = (exc.stdout or b"").decode(errors="replace").splitlines()
-        cases = [ln for ln in lines if ln.startswith("CASE ")]
-        pytest.fail(f"{batch}: the child hung; last case: {cases[-1] if cases else '(none)'}")
-    lines = out.stdout.splitlines()
-    cases = [ln for ln in lines if ln.startswith("CASE ")]
-    done = [ln for ln in lines if ln.startswith("DONE ")]
-    if out.returncode != 0 or not done:
-        how = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exit status {out.returncode}"
-        pytest.fail(f"{batch}: the fuzz child failed ({how}) after {len(cases)} cases; last case: "
-                    f"{cases[-1] if cases else '(none)'}\n--- stderr tail ---\n{out.stderr[-6000:]}")
-    summary = json.loads(done[-1][5:])
+    summary, lines = run_fuzz_child([sys.executable, os.path.abspath(__file__), batch, str(n)], batch, 240)
     print(f"{batch}: {summary['cases']} cases, outcomes {summary['outcomes']}")
     return summary, [ln for ln in lines if ln.startswith("OUTCOME ")]
 
