@@ -392,3 +392,64 @@ def test_no_deadlock_beside_blas_and_torch_threads(tmp_path):
         assert all(counts[name] > 0 for name, _ in jobs), counts
         print("OK", counts)
     """)
+
+
+OMP_HOST = """
+#include <omp.h>
+typedef int (*callback)(int);
+/* An OpenMP program that calls back into Python from each thread of its parallel region. */
+int run_parallel(callback cb, int n)
+{
+    int failures = 0;
+#pragma omp parallel num_threads(n) reduction(+:failures)
+    failures += cb(omp_get_thread_num());
+    return failures;
+}
+"""
+
+
+@needs_openmp
+def test_called_from_inside_another_openmp_parallel_region(tmp_path):
+    """fastrnn called from every thread of another program's OpenMP parallel region
+    (a small C library built here, calling back into Python): no deadlock (a hang fails
+    on the timeout), the serial bits, and no threads beyond the host's (OpenMP runs the
+    nested region on the calling thread)."""
+    import shutil
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the OpenMP host program")
+    src, lib = tmp_path / "host.c", tmp_path / "libhost.so"
+    src.write_text(OMP_HOST)
+    subprocess.run([cc, "-shared", "-fPIC", "-fopenmp", "-O1", str(src), "-o", str(lib)], check=True,
+                   capture_output=True, timeout=120)
+    _run_script(tmp_path, f"""
+        import ctypes, os
+        import numpy as np
+        import fastrnn.functional as F
+        from fastrnn import _threads
+        _threads._FAIR_SHARE = 0.0
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((30, 16, 32)).astype(np.float32)
+        w_ih = (0.1 * rng.standard_normal((512, 32))).astype(np.float32)
+        w_hh = (0.1 * rng.standard_normal((512, 128))).astype(np.float32)
+        want, _, c = F.lstm_forward(x, None, w_ih, w_hh, num_threads=1)
+        want_g = F.lstm_backward(want, None, c)["w_hh"]
+        tasks = set()
+
+        def work(tid):
+            y, _, c = F.lstm_forward(x, None, w_ih, w_hh, num_threads=2)
+            g = F.lstm_backward(y, None, c)["w_hh"]
+            tasks.update(os.listdir("/proc/self/task"))
+            return int(not (np.array_equal(y, want) and np.array_equal(g, want_g)))
+
+        CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+        host = ctypes.CDLL({str(lib)!r})
+        host.run_parallel.argtypes = [CB, ctypes.c_int]
+        cb = CB(work)
+        before = set(os.listdir("/proc/self/task"))
+        assert host.run_parallel(cb, 3) == 0, "a callback got other bits"
+        assert host.run_parallel(cb, 2) == 0, "a callback got other bits"
+        new = tasks - before
+        assert len(new) <= 2, f"threads started beyond the host's 2: {{sorted(new)}}"
+        print("OK", len(new))
+    """)
