@@ -23,8 +23,6 @@ layout or dtype conversion was needed), as PyTorch's autograd does: change x
 or the weights in place between forward and backward and the gradients use
 the new values.
 """
-import math
-
 import numpy as np
 
 from . import _engine, _threads

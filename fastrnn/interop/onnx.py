@@ -761,9 +761,9 @@ class _Scan:
             raise ValueError(f"{label}: scan inputs of different lengths {sorted(steps)}")
         T = steps.pop()
         per_step = [[] for _ in range(self.k)]
+        env = dict(outer)               # one scope for every step: each step rewrites all the body's values
+        env.update(self.body.consts)
         for t in range(T):
-            env = dict(outer)
-            env.update(self.body.consts)
             env.update(zip(self.body_in, states + [x[T - 1 - t if d else t] for x, d in zip(scans, self.in_dirs)]))
             self.body.execute(env)
             states = [env[n] for n in self.body_out[:self.n]]
